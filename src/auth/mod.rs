@@ -1,0 +1,516 @@
+//! The gateway's own endpoints under the auth prefix (`/auth` by default): login, logout,
+//! refresh, userinfo, JWKS, health and readiness.
+
+pub mod pages;
+pub mod redirect;
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, StatusCode, header};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::clock;
+use crate::directory::canonical_name;
+use crate::error::Error;
+use crate::http_util::{Response, content_type, full, json, redirect};
+use crate::proxy::read_body;
+use crate::server::Gateway;
+use crate::session::{Outcome, Via, cookies, csrf, secs};
+
+/// Largest body the auth endpoints read (a login form is a few hundred bytes).
+const MAX_AUTH_BODY: usize = 16 * 1024;
+
+/// Dispatch a request whose path starts with the auth prefix; `sub` is the rest of the path.
+pub async fn handle(
+    gw: &Gateway,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    sub: &str,
+) -> Result<Response, Error> {
+    let method = req.method().clone();
+    match (sub, method) {
+        ("/login", Method::GET | Method::HEAD) => login_page(gw, &req),
+        ("/login", Method::POST) => login(gw, peer, req).await,
+        ("/logout", Method::GET | Method::HEAD) => logout_page(gw, &req).await,
+        ("/logout", Method::POST) => logout(gw, peer, req).await,
+        ("/refresh", Method::POST) => refresh(gw, req).await,
+        ("/userinfo", Method::GET | Method::HEAD) => userinfo(gw, &req).await,
+        ("/jwks.json", Method::GET | Method::HEAD) => {
+            let mut r = json(StatusCode::OK, &gw.keys.jwks());
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            );
+            Ok(r)
+        }
+        ("/healthz", Method::GET | Method::HEAD) => {
+            Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
+        }
+        ("/readyz", Method::GET | Method::HEAD) => match gw.db.ping().await {
+            Ok(()) => Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({"status": "ready"}),
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "not ready");
+                Ok(json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({"status": "not ready"}),
+                ))
+            }
+        },
+        ("/assets/dashgate.css", Method::GET | Method::HEAD) => {
+            let mut r = Response::new(full(pages::STYLESHEET));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/css; charset=utf-8"),
+            );
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            );
+            r.headers_mut().insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            Ok(r)
+        }
+        (
+            "/login"
+            | "/logout"
+            | "/refresh"
+            | "/userinfo"
+            | "/jwks.json"
+            | "/healthz"
+            | "/readyz"
+            | "/assets/dashgate.css",
+            _,
+        ) => Err(Error::MethodNotAllowed),
+        _ => Err(Error::NotFound),
+    }
+}
+
+fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
+    let q = req.uri().query()?;
+    form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn html(status: StatusCode, page: String) -> Response {
+    let mut r = Response::new(full(page));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    pages::add_page_security_headers(r.headers_mut());
+    r
+}
+
+fn add_cookies(r: &mut Response, values: impl IntoIterator<Item = HeaderValue>) {
+    for v in values {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// Render the login form with a fresh pre-session CSRF token in an HttpOnly cookie.
+fn render_login(
+    gw: &Gateway,
+    next: &str,
+    username: &str,
+    error: bool,
+    status: StatusCode,
+) -> Result<Response, Error> {
+    let now = clock::now();
+    let token = csrf::issue(gw.keys.csrf_key(), csrf::Binding::Login, now)?;
+    let page = pages::login_page(&gw.config.auth_prefix, next, &token, username, error);
+    let mut r = html(status, page);
+    let names = &gw.cookies;
+    add_cookies(
+        &mut r,
+        cookies::set_cookie(
+            names,
+            &names.login_csrf,
+            &token,
+            Some(csrf::LOGIN_TOKEN_TTL),
+            true,
+        ),
+    );
+    Ok(r)
+}
+
+fn login_page(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, Error> {
+    let next = redirect::safe_next(query_param(req, "next").as_deref(), &gw.config.auth_prefix);
+    render_login(gw, &next, "", false, StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+struct LoginJson {
+    username: String,
+    password: Zeroizing<String>,
+}
+
+/// What a login request carried, whichever encoding it used.
+struct LoginRequest {
+    username: String,
+    password: Zeroizing<String>,
+    form: Option<LoginForm>,
+}
+
+struct LoginForm {
+    csrf_token: Option<String>,
+    next: Option<String>,
+}
+
+fn parse_login(ct: Option<&str>, body: &Bytes) -> Result<LoginRequest, Error> {
+    match ct {
+        Some("application/x-www-form-urlencoded") => {
+            let mut username = None;
+            let mut password = None;
+            let mut csrf_token = None;
+            let mut next = None;
+            for (k, v) in form_urlencoded::parse(body) {
+                let slot = match k.as_ref() {
+                    "username" => &mut username,
+                    "password" => &mut password,
+                    "csrf_token" => &mut csrf_token,
+                    "next" => &mut next,
+                    _ => continue,
+                };
+                if slot.is_some() {
+                    return Err(Error::BadRequest("duplicate form field"));
+                }
+                *slot = Some(v.into_owned());
+            }
+            Ok(LoginRequest {
+                username: username.unwrap_or_default(),
+                password: Zeroizing::new(password.unwrap_or_default()),
+                form: Some(LoginForm { csrf_token, next }),
+            })
+        }
+        Some("application/json") => {
+            let j: LoginJson = serde_json::from_slice(body)
+                .map_err(|_| Error::BadRequest("expected JSON {\"username\", \"password\"}"))?;
+            Ok(LoginRequest {
+                username: j.username,
+                password: j.password,
+                form: None,
+            })
+        }
+        _ => Err(Error::UnsupportedMediaType),
+    }
+}
+
+async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result<Response, Error> {
+    csrf::check_origin(req.headers())?;
+    let ct = content_type(req.headers());
+    let login_cookie = cookies::get(req.headers(), &gw.cookies.login_csrf).map(str::to_owned);
+    let body = read_body(
+        req.into_body(),
+        MAX_AUTH_BODY,
+        gw.config.limits.body_read_timeout,
+    )
+    .await?;
+    let login = parse_login(ct.as_deref(), &body)?;
+    let now = clock::now();
+    let prefix = &gw.config.auth_prefix;
+
+    if let Some(form) = &login.form {
+        let next = redirect::safe_next(form.next.as_deref(), prefix);
+        if csrf::check(
+            gw.keys.csrf_key(),
+            login_cookie.as_deref(),
+            form.csrf_token.as_deref(),
+            csrf::Binding::Login,
+            now,
+            Some(csrf::LOGIN_TOKEN_TTL),
+        )
+        .is_err()
+        {
+            tracing::info!(event = "login", result = "csrf_failure", ip = %peer.ip());
+            return render_login(gw, &next, "", false, StatusCode::FORBIDDEN);
+        }
+    }
+
+    let canonical = canonical_name(&login.username).ok();
+    let user = match &canonical {
+        Some(name) => gw.directory.credentials(name.clone()).await?,
+        None => None,
+    };
+    let (stored, user) = match user {
+        Some(c) => (Some(c.password_hash), Some(c.user)),
+        None => (None, None),
+    };
+    // Always one argon2id verification, whether or not the user exists or is disabled.
+    let verified = gw.hasher.verify(login.password, stored).await?;
+    let user = match user {
+        Some(u) if verified && !u.disabled => u,
+        other => {
+            let reason = match other {
+                None => "unknown_user",
+                Some(u) if u.disabled => "disabled",
+                Some(_) => "bad_password",
+            };
+            tracing::info!(event = "login", result = "failure", reason, user = canonical.as_deref().unwrap_or("-"), ip = %peer.ip());
+            return match &login.form {
+                Some(form) => {
+                    let next = redirect::safe_next(form.next.as_deref(), prefix);
+                    render_login(
+                        gw,
+                        &next,
+                        canonical.as_deref().unwrap_or(""),
+                        true,
+                        StatusCode::UNAUTHORIZED,
+                    )
+                }
+                None => Err(Error::BadCredentials),
+            };
+        }
+    };
+
+    let issued = gw.start_session(&user, now).await?;
+    tracing::info!(event = "login", result = "success", user = %user.username, sid = %issued.family.id, ip = %peer.ip());
+    match login.form {
+        Some(form) => {
+            let next = redirect::safe_next(form.next.as_deref(), prefix);
+            let mut r = redirect(StatusCode::SEE_OTHER, &next);
+            add_cookies(&mut r, gw.session_cookies(&issued, now, true)?);
+            let names = &gw.cookies;
+            add_cookies(
+                &mut r,
+                cookies::set_cookie(names, &names.login_csrf, "", None, true),
+            );
+            Ok(r)
+        }
+        None => Ok(token_response(gw, &issued, now)),
+    }
+}
+
+fn token_response(gw: &Gateway, issued: &crate::session::Issued, now: i64) -> Response {
+    let mut body = serde_json::json!({
+        "access_token": issued.access_token,
+        "token_type": "Bearer",
+        "expires_in": issued.claims.exp.saturating_sub(now),
+    });
+    if let Some(r) = &issued.refresh_token {
+        body["refresh_token"] = serde_json::Value::String(r.clone());
+        body["refresh_expires_in"] = serde_json::json!(
+            secs(gw.config.session.refresh_idle_ttl)
+                .min(issued.family.absolute_expires_at.saturating_sub(now))
+        );
+    }
+    json(StatusCode::OK, &body)
+}
+
+#[derive(Deserialize)]
+struct RefreshJson {
+    refresh_token: String,
+}
+
+async fn refresh(gw: &Gateway, req: Request<Incoming>) -> Result<Response, Error> {
+    let now = clock::now();
+    let ct = content_type(req.headers());
+    if ct.as_deref() == Some("application/json") {
+        let body = read_body(
+            req.into_body(),
+            MAX_AUTH_BODY,
+            gw.config.limits.body_read_timeout,
+        )
+        .await?;
+        let j: RefreshJson = serde_json::from_slice(&body)
+            .map_err(|_| Error::BadRequest("expected JSON {\"refresh_token\"}"))?;
+        return match gw.refresh(&j.refresh_token, now).await? {
+            Some(issued) => Ok(token_response(gw, &issued, now)),
+            None => Err(Error::Unauthenticated),
+        };
+    }
+    // Cookie flow: CSRF-checked against the session the refresh cookie belongs to, before the
+    // token is spent (a forged request must not be able to rotate it away).
+    let headers = req.headers();
+    let presented = cookies::get(headers, &gw.cookies.refresh).ok_or(Error::Unauthenticated)?;
+    let hash = crate::token::refresh::parse(presented).ok_or(Error::Unauthenticated)?;
+    let family = gw
+        .store
+        .family_of(hash, now)
+        .await?
+        .ok_or(Error::Unauthenticated)?;
+    csrf::check_origin(headers)?;
+    let submitted = headers.get(csrf::HEADER).and_then(|v| v.to_str().ok());
+    csrf::check(
+        gw.keys.csrf_key(),
+        cookies::get(headers, &gw.cookies.csrf),
+        submitted,
+        csrf::Binding::Session(&family.id),
+        now,
+        None,
+    )?;
+    let issued = gw
+        .refresh(presented, now)
+        .await?
+        .ok_or(Error::Unauthenticated)?;
+    let mut r = json(
+        StatusCode::OK,
+        &serde_json::json!({"token_type": "Bearer", "expires_in": issued.claims.exp.saturating_sub(now)}),
+    );
+    add_cookies(&mut r, gw.session_cookies(&issued, now, false)?);
+    Ok(r)
+}
+
+async fn userinfo(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, Error> {
+    match gw.authenticate(req.headers(), clock::now()).await? {
+        Outcome::Authenticated(s) => {
+            let c = &s.claims;
+            let mut r = json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "sub": c.sub, "roles": c.roles, "permissions": [], "exp": c.exp,
+                }),
+            );
+            add_cookies(&mut r, s.set_cookies);
+            Ok(r)
+        }
+        Outcome::Anonymous { clear } => {
+            let mut r = Error::Unauthenticated.into_response(false);
+            add_cookies(&mut r, clear);
+            Ok(r)
+        }
+    }
+}
+
+async fn logout_page(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, Error> {
+    let now = clock::now();
+    let (username, token, set) = match gw.authenticate(req.headers(), now).await? {
+        Outcome::Authenticated(s) => {
+            // The form carries the session's CSRF token: the cookie's, or the one just issued.
+            let token = match cookies::get(req.headers(), &gw.cookies.csrf).filter(|t| {
+                csrf::is_valid(
+                    gw.keys.csrf_key(),
+                    t,
+                    csrf::Binding::Session(&s.claims.sid),
+                    now,
+                    None,
+                )
+            }) {
+                Some(t) => t.to_owned(),
+                None => csrf::issue(
+                    gw.keys.csrf_key(),
+                    csrf::Binding::Session(&s.claims.sid),
+                    now,
+                )?,
+            };
+            let mut set = s.set_cookies;
+            set.retain(|c| {
+                !c.as_bytes()
+                    .starts_with(format!("{}=", gw.cookies.csrf).as_bytes())
+            });
+            set.extend(cookies::set_cookie(
+                &gw.cookies,
+                &gw.cookies.csrf,
+                &token,
+                Some(secs(gw.config.session.refresh_idle_ttl)),
+                false,
+            ));
+            (Some(s.claims.sub), Some(token), set)
+        }
+        Outcome::Anonymous { clear } => (None, None, clear),
+    };
+    let mut r = html(
+        StatusCode::OK,
+        pages::logout_page(
+            &gw.config.auth_prefix,
+            token.as_deref(),
+            username.as_deref(),
+        ),
+    );
+    add_cookies(&mut r, set);
+    Ok(r)
+}
+
+async fn logout(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result<Response, Error> {
+    let now = clock::now();
+    let wants_json = content_type(req.headers()).as_deref() == Some("application/json")
+        || req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
+    let headers = req.headers().clone();
+    let ct = content_type(&headers);
+    let body = read_body(
+        req.into_body(),
+        MAX_AUTH_BODY,
+        gw.config.limits.body_read_timeout,
+    )
+    .await?;
+
+    // Which session is this? Bearer, a valid access cookie, or (access expired) the refresh
+    // cookie's family.
+    let bearer = crate::session::bearer(&headers)?;
+    let (sid, claims, via) = if let Some(token) = bearer {
+        let claims = gw.verify_access(token, now).ok_or(Error::Unauthenticated)?;
+        (Some(claims.sid.clone()), Some(claims), Via::Bearer)
+    } else if let Some(claims) =
+        cookies::get(&headers, &gw.cookies.access).and_then(|t| gw.verify_access(t, now))
+    {
+        (Some(claims.sid.clone()), Some(claims), Via::Cookie)
+    } else {
+        let family = match cookies::get(&headers, &gw.cookies.refresh)
+            .and_then(crate::token::refresh::parse)
+        {
+            Some(hash) => gw.store.family_of(hash, now).await?,
+            None => None,
+        };
+        (family.map(|f| f.id), None, Via::Cookie)
+    };
+
+    if let (Some(sid), Via::Cookie) = (&sid, via) {
+        csrf::check_origin(&headers)?;
+        let form_token = (ct.as_deref() == Some("application/x-www-form-urlencoded"))
+            .then(|| {
+                form_urlencoded::parse(&body)
+                    .find(|(k, _)| k == "csrf_token")
+                    .map(|(_, v)| v.into_owned())
+            })
+            .flatten();
+        let submitted = form_token.or_else(|| {
+            headers
+                .get(csrf::HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        });
+        csrf::check(
+            gw.keys.csrf_key(),
+            cookies::get(&headers, &gw.cookies.csrf),
+            submitted.as_deref(),
+            csrf::Binding::Session(sid),
+            now,
+            None,
+        )?;
+    }
+    if let Some(sid) = &sid {
+        gw.revoke_session(sid, now).await?;
+    }
+    if let Some(c) = &claims {
+        gw.revoke_token(c, now).await?;
+    }
+    tracing::info!(event = "logout", user = claims.as_ref().map_or("-", |c| c.sub.as_str()), sid = sid.as_deref().unwrap_or("-"), ip = %peer.ip());
+
+    let mut r = if wants_json || via == Via::Bearer {
+        json(StatusCode::OK, &serde_json::json!({"status": "signed_out"}))
+    } else {
+        redirect(
+            StatusCode::SEE_OTHER,
+            &format!("{}/login", gw.config.auth_prefix),
+        )
+    };
+    r.headers_mut().insert(
+        "clear-site-data",
+        HeaderValue::from_static("\"cache\", \"cookies\", \"storage\""),
+    );
+    add_cookies(&mut r, gw.clear_cookies());
+    Ok(r)
+}

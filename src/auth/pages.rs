@@ -1,0 +1,156 @@
+//! The gateway's own HTML: login, logout confirmation and error pages. Server-rendered, no
+//! JavaScript, every dynamic value HTML-escaped, styles from one same-origin stylesheet so the
+//! CSP can forbid inline code.
+
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+
+/// Content-Security-Policy of the gateway's pages.
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+pub const STYLESHEET: &str = include_str!("dashgate.css");
+
+/// Escape text for HTML element content and double-quoted attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Security headers every gateway page carries.
+pub fn add_page_security_headers(h: &mut HeaderMap) {
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+fn layout(title: &str, prefix: &str, body: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>{title} · dashgate</title>
+<link rel="stylesheet" href="{prefix}/assets/dashgate.css">
+</head>
+<body>
+<main class="card">
+<div class="brand"><span class="logo" aria-hidden="true">◆</span> dashgate</div>
+{body}
+</main>
+<footer>Protected by dashgate</footer>
+</body>
+</html>
+"#,
+        title = escape(title),
+        prefix = escape(prefix),
+    )
+}
+
+/// The login page. `error` shows the one generic failure message.
+pub fn login_page(
+    prefix: &str,
+    next: &str,
+    csrf_token: &str,
+    username: &str,
+    error: bool,
+) -> String {
+    let error_html = if error {
+        r#"<p class="error" role="alert">Invalid username or password.</p>"#
+    } else {
+        ""
+    };
+    let body = format!(
+        r#"<h1>Sign in</h1>
+<p class="lead">Sign in to continue to your dashboards.</p>
+{error_html}
+<form method="post" action="{prefix}/login" autocomplete="on">
+<input type="hidden" name="csrf_token" value="{csrf}">
+<input type="hidden" name="next" value="{next}">
+<label for="username">Username</label>
+<input id="username" name="username" type="text" autocomplete="username" autocapitalize="none" spellcheck="false" required autofocus value="{username}">
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required>
+<button id="sign-in" type="submit">Sign in</button>
+</form>"#,
+        prefix = escape(prefix),
+        csrf = escape(csrf_token),
+        next = escape(next),
+        username = escape(username),
+    );
+    layout("Sign in", prefix, &body)
+}
+
+/// Logout confirmation: a POST form, so a link or image cannot sign anyone out.
+pub fn logout_page(prefix: &str, csrf_token: Option<&str>, username: Option<&str>) -> String {
+    let who = username.map_or_else(String::new, |u| {
+        format!(
+            r#"<p class="lead">You are signed in as <strong>{}</strong>.</p>"#,
+            escape(u)
+        )
+    });
+    let body = format!(
+        r#"<h1>Sign out</h1>
+{who}
+<form method="post" action="{prefix}/logout">
+<input type="hidden" name="csrf_token" value="{csrf}">
+<button id="confirm-logout" type="submit">Sign out</button>
+</form>
+<p class="secondary"><a href="/">Back to the app</a></p>"#,
+        prefix = escape(prefix),
+        csrf = escape(csrf_token.unwrap_or("")),
+    );
+    layout("Sign out", prefix, &body)
+}
+
+/// A generic error page for navigations (403, 502, …).
+pub fn error_page(status: StatusCode, message: &str) -> String {
+    let title = status.canonical_reason().unwrap_or("Error");
+    let body = format!(
+        r#"<h1>{code} · {title}</h1>
+<p class="lead">{message}</p>
+<p class="secondary"><a href="/">Go to the start page</a></p>"#,
+        code = status.as_u16(),
+        title = escape(title),
+        message = escape(message),
+    );
+    // Error pages link the stylesheet under the default prefix; a custom prefix only loses
+    // styling here, never function.
+    layout(title, "/auth", &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_escaped() {
+        let page = login_page("/auth", "/x\"><script>", "t", "<b>", true);
+        assert!(!page.contains("<script>"));
+        assert!(!page.contains("<b>"));
+        assert!(page.contains("&quot;&gt;&lt;script&gt;"));
+        assert!(page.contains(r#"<label for="username">"#));
+        assert!(page.contains("Invalid username or password."));
+    }
+}

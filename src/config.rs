@@ -1,0 +1,582 @@
+//! Typed configuration: TOML file < `DASHGATE_*` environment < command-line flags.
+//!
+//! Every key is declared once in [`KEYS`] with its kind, its environment variable and its
+//! default. The three layers are merged into one TOML table, then validated key by key so that
+//! every error names the key (and the environment variable or flag it came from).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::{Table, Value};
+
+/// Validation failure that names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("unknown config key `{0}`")]
+    UnknownKey(String),
+    #[error("config key `{key}` (from {origin}): {message}")]
+    Invalid {
+        key: String,
+        origin: String,
+        message: String,
+    },
+    #[error("config key `{0}` is required for this command")]
+    Missing(&'static str),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Str,
+    Bool,
+    /// Unsigned integer within the inclusive bounds.
+    Int(u64, u64),
+    /// Human duration ("15m", "30s") within the inclusive bounds, in seconds.
+    Duration(u64, u64),
+    StrList,
+}
+
+struct Key {
+    name: &'static str,
+    kind: Kind,
+    /// Environment variable; `None` means `DASHGATE_` + upper-cased name with `.` as `_`.
+    env: Option<&'static str>,
+}
+
+const fn key(name: &'static str, kind: Kind) -> Key {
+    Key {
+        name,
+        kind,
+        env: None,
+    }
+}
+
+const DAY: u64 = 86_400;
+
+/// Every configuration key dashgate knows. Anything else in the file is an error.
+const KEYS: &[Key] = &[
+    key("listen", Kind::Str),
+    key("upstream", Kind::StrList),
+    Key {
+        name: "database",
+        kind: Kind::Str,
+        env: Some("DASHGATE_DATABASE_URL"),
+    },
+    key("keys_dir", Kind::Str),
+    key("policy", Kind::Str),
+    key("auth_prefix", Kind::Str),
+    key("cookie_secure", Kind::Bool),
+    key("log_format", Kind::Str),
+    key("token.issuer", Kind::Str),
+    key("token.audience", Kind::Str),
+    key("token.access_ttl", Kind::Duration(30, DAY)),
+    key("token.leeway", Kind::Duration(0, 300)),
+    key("session.refresh_idle_ttl", Kind::Duration(60, 90 * DAY)),
+    key(
+        "session.refresh_absolute_ttl",
+        Kind::Duration(60, 365 * DAY),
+    ),
+    key("session.refresh_grace", Kind::Duration(0, 120)),
+    key("limits.max_header_bytes", Kind::Int(1024, 1024 * 1024)),
+    key("limits.max_body_bytes", Kind::Int(0, 1 << 40)),
+    key(
+        "limits.max_inspect_bytes",
+        Kind::Int(1024, 64 * 1024 * 1024),
+    ),
+    key("limits.header_read_timeout", Kind::Duration(1, 600)),
+    key("limits.body_read_timeout", Kind::Duration(1, 3600)),
+    key("limits.upstream_timeout", Kind::Duration(1, 3600)),
+    key("limits.password_hash_concurrency", Kind::Int(1, 256)),
+];
+
+impl Key {
+    fn env_name(&self) -> String {
+        match self.env {
+            Some(e) => e.to_owned(),
+            None => format!(
+                "DASHGATE_{}",
+                self.name.replace('.', "_").to_ascii_uppercase()
+            ),
+        }
+    }
+}
+
+/// Where to find the configuration: an optional file plus flag overrides `(key, value)`.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    pub file: Option<PathBuf>,
+    /// Flag values, already named by config key, applied last.
+    pub flags: Vec<(&'static str, String)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl: Duration,
+    pub leeway: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub refresh_idle_ttl: Duration,
+    pub refresh_absolute_ttl: Duration,
+    /// How long a just-rotated refresh token still yields an access token (concurrent Dash
+    /// callbacks present the same token at once) without counting as reuse.
+    pub refresh_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub max_body_bytes: u64,
+    pub max_inspect_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub password_hash_concurrency: usize,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub upstreams: Vec<http::Uri>,
+    pub database: String,
+    pub keys_dir: PathBuf,
+    pub policy: Option<PathBuf>,
+    pub auth_prefix: String,
+    pub cookie_secure: bool,
+    pub log_format: LogFormat,
+    pub token: TokenConfig,
+    pub session: SessionConfig,
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Load file, environment and flags, and validate. `env` is injected for tests.
+    pub fn load(
+        sources: &Sources,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match &sources.file {
+            Some(path) => read_file(path)?,
+            None => Table::new(),
+        };
+        reject_unknown(&table, "")?;
+        let mut origins: Vec<(String, String)> = Vec::new();
+        if let Some(path) = &sources.file {
+            for k in KEYS {
+                if get(&table, k.name).is_some() {
+                    origins.push((k.name.to_owned(), format!("file {}", path.display())));
+                }
+            }
+        }
+        for k in KEYS {
+            let var = k.env_name();
+            if let Some(raw) = env(&var) {
+                let value = parse_raw(k, &raw, &var)?;
+                set(&mut table, k.name, value);
+                origins.push((k.name.to_owned(), format!("environment {var}")));
+            }
+        }
+        for (name, raw) in &sources.flags {
+            let k = KEYS
+                .iter()
+                .find(|k| k.name == *name)
+                .ok_or_else(|| ConfigError::UnknownKey((*name).to_owned()))?;
+            let origin = format!("flag --{}", name.rsplit('.').next().unwrap_or(name));
+            let value = parse_raw(k, raw, &origin)?;
+            set(&mut table, k.name, value);
+            origins.push((k.name.to_owned(), origin));
+        }
+        let origin_of = |name: &str| {
+            origins
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, o)| o.clone())
+                .unwrap_or_else(|| "default".to_owned())
+        };
+        let v = Validator {
+            table: &table,
+            origin_of: &origin_of,
+        };
+        build(&v)
+    }
+
+    /// Environment variable names of every key, for documentation and warnings.
+    pub fn env_names() -> Vec<String> {
+        KEYS.iter().map(Key::env_name).collect()
+    }
+}
+
+fn read_file(path: &Path) -> Result<Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    text.parse::<Table>().map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn reject_unknown(table: &Table, prefix: &str) -> Result<(), ConfigError> {
+    for (k, v) in table {
+        let full = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            Value::Table(inner) if KEYS.iter().any(|x| x.name.starts_with(&format!("{full}."))) => {
+                reject_unknown(inner, &full)?
+            }
+            _ if KEYS.iter().any(|x| x.name == full) => {}
+            _ => return Err(ConfigError::UnknownKey(full)),
+        }
+    }
+    Ok(())
+}
+
+fn get<'a>(table: &'a Table, dotted: &str) -> Option<&'a Value> {
+    let mut parts = dotted.split('.').peekable();
+    let mut current = table;
+    while let Some(part) = parts.next() {
+        let v = current.get(part)?;
+        if parts.peek().is_none() {
+            return Some(v);
+        }
+        current = v.as_table()?;
+    }
+    None
+}
+
+fn set(table: &mut Table, dotted: &str, value: Value) {
+    let parts: Vec<&str> = dotted.split('.').collect();
+    let mut current = table;
+    for part in &parts[..parts.len() - 1] {
+        let entry = current
+            .entry((*part).to_owned())
+            .or_insert_with(|| Value::Table(Table::new()));
+        if !entry.is_table() {
+            *entry = Value::Table(Table::new());
+        }
+        let Value::Table(t) = entry else { return };
+        current = t;
+    }
+    if let Some(last) = parts.last() {
+        current.insert((*last).to_owned(), value);
+    }
+}
+
+/// Parse an environment or flag string into the TOML value the key expects.
+fn parse_raw(k: &Key, raw: &str, origin: &str) -> Result<Value, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        key: k.name.to_owned(),
+        origin: origin.to_owned(),
+        message,
+    };
+    Ok(match k.kind {
+        Kind::Str | Kind::Duration(..) => Value::String(raw.to_owned()),
+        Kind::Bool => match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Value::Boolean(true),
+            "false" | "0" | "no" | "off" => Value::Boolean(false),
+            _ => return Err(invalid(format!("expected true or false, got {raw:?}"))),
+        },
+        Kind::Int(..) => Value::Integer(
+            raw.trim()
+                .parse::<i64>()
+                .map_err(|_| invalid(format!("expected a whole number, got {raw:?}")))?,
+        ),
+        Kind::StrList => Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_owned()))
+                .collect(),
+        ),
+    })
+}
+
+struct Validator<'a> {
+    table: &'a Table,
+    origin_of: &'a dyn Fn(&str) -> String,
+}
+
+impl Validator<'_> {
+    fn invalid(&self, name: &str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            key: name.to_owned(),
+            origin: (self.origin_of)(name),
+            message,
+        }
+    }
+
+    fn kind(name: &str) -> Kind {
+        KEYS.iter()
+            .find(|k| k.name == name)
+            .map_or(Kind::Str, |k| k.kind)
+    }
+
+    fn str(&self, name: &str, default: &str) -> Result<String, ConfigError> {
+        match get(self.table, name) {
+            None => Ok(default.to_owned()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(other) => Err(self.invalid(name, format!("expected a string, got {other}"))),
+        }
+    }
+
+    fn opt_str(&self, name: &str) -> Result<Option<String>, ConfigError> {
+        match get(self.table, name) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(self.invalid(name, format!("expected a string, got {other}"))),
+        }
+    }
+
+    fn bool(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        match get(self.table, name) {
+            None => Ok(default),
+            Some(Value::Boolean(b)) => Ok(*b),
+            Some(other) => Err(self.invalid(name, format!("expected true or false, got {other}"))),
+        }
+    }
+
+    fn int(&self, name: &str, default: u64) -> Result<u64, ConfigError> {
+        let Kind::Int(min, max) = Self::kind(name) else {
+            return Err(self.invalid(name, "internal: not an integer key".to_owned()));
+        };
+        let n = match get(self.table, name) {
+            None => return Ok(default),
+            Some(Value::Integer(i)) => u64::try_from(*i)
+                .map_err(|_| self.invalid(name, format!("must not be negative, got {i}")))?,
+            Some(other) => {
+                return Err(self.invalid(name, format!("expected a whole number, got {other}")));
+            }
+        };
+        if n < min || n > max {
+            return Err(self.invalid(name, format!("must be between {min} and {max}, got {n}")));
+        }
+        Ok(n)
+    }
+
+    fn duration(&self, name: &str, default: &str) -> Result<Duration, ConfigError> {
+        let Kind::Duration(min, max) = Self::kind(name) else {
+            return Err(self.invalid(name, "internal: not a duration key".to_owned()));
+        };
+        let raw = self.str(name, default)?;
+        let d = humantime::parse_duration(raw.trim()).map_err(|e| {
+            self.invalid(
+                name,
+                format!("expected a duration like \"15m\" or \"30s\", got {raw:?} ({e})"),
+            )
+        })?;
+        if d.as_secs() < min || d.as_secs() > max {
+            return Err(self.invalid(
+                name,
+                format!("must be between {min}s and {max}s, got {raw:?}"),
+            ));
+        }
+        Ok(d)
+    }
+
+    fn str_list(&self, name: &str) -> Result<Vec<String>, ConfigError> {
+        match get(self.table, name) {
+            None => Ok(Vec::new()),
+            Some(Value::String(s)) => Ok(vec![s.clone()]),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s.clone()),
+                    other => Err(self.invalid(name, format!("expected strings, got {other}"))),
+                })
+                .collect(),
+            Some(other) => {
+                Err(self.invalid(name, format!("expected a list of strings, got {other}")))
+            }
+        }
+    }
+}
+
+fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
+    let listen_raw = v.str("listen", "127.0.0.1:4180")?;
+    let listen = listen_raw.parse::<SocketAddr>().map_err(|_| {
+        v.invalid(
+            "listen",
+            format!("expected an address like 127.0.0.1:4180, got {listen_raw:?}"),
+        )
+    })?;
+
+    let mut upstreams = Vec::new();
+    for raw in v.str_list("upstream")? {
+        upstreams.push(parse_upstream(&raw).map_err(|m| v.invalid("upstream", m))?);
+    }
+
+    let database = v.str("database", "sqlite://dashgate.db")?;
+    if !database.starts_with("sqlite://") {
+        return Err(v.invalid(
+            "database",
+            format!("expected sqlite://PATH, got {database:?} (postgres:// arrives with the multi-replica release)"),
+        ));
+    }
+    if database.len() <= "sqlite://".len() {
+        return Err(v.invalid("database", "sqlite:// needs a file path".to_owned()));
+    }
+
+    let auth_prefix = v.str("auth_prefix", "/auth")?;
+    let prefix_ok = auth_prefix.starts_with('/')
+        && auth_prefix.len() > 1
+        && !auth_prefix.ends_with('/')
+        && auth_prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'))
+        && !auth_prefix.split('/').any(|s| s == "." || s == "..")
+        && !auth_prefix.contains("//");
+    if !prefix_ok {
+        return Err(v.invalid(
+            "auth_prefix",
+            format!("expected a path like /auth (letters, digits, -, _, no trailing slash), got {auth_prefix:?}"),
+        ));
+    }
+
+    let log_format = match v.str("log_format", "text")?.as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(v.invalid(
+                "log_format",
+                format!("expected \"text\" or \"json\", got {other:?}"),
+            ));
+        }
+    };
+
+    let non_empty = |name: &str, default: &str| -> Result<String, ConfigError> {
+        let s = v.str(name, default)?;
+        if s.trim().is_empty() {
+            return Err(v.invalid(name, "must not be empty".to_owned()));
+        }
+        Ok(s)
+    };
+
+    let token = TokenConfig {
+        issuer: non_empty("token.issuer", "dashgate")?,
+        audience: non_empty("token.audience", "dashgate")?,
+        access_ttl: v.duration("token.access_ttl", "15m")?,
+        leeway: v.duration("token.leeway", "30s")?,
+    };
+    let session = SessionConfig {
+        refresh_idle_ttl: v.duration("session.refresh_idle_ttl", "8h")?,
+        refresh_absolute_ttl: v.duration("session.refresh_absolute_ttl", "24h")?,
+        refresh_grace: v.duration("session.refresh_grace", "30s")?,
+    };
+    if session.refresh_idle_ttl > session.refresh_absolute_ttl {
+        return Err(v.invalid(
+            "session.refresh_idle_ttl",
+            "must not be longer than session.refresh_absolute_ttl".to_owned(),
+        ));
+    }
+    let default_hashers = std::thread::available_parallelism().map_or(2, |n| n.get() as u64);
+    let limits = Limits {
+        max_header_bytes: to_usize(v.int("limits.max_header_bytes", 16 * 1024)?),
+        max_body_bytes: v.int("limits.max_body_bytes", 32 * 1024 * 1024)?,
+        max_inspect_bytes: to_usize(v.int("limits.max_inspect_bytes", 1024 * 1024)?),
+        header_read_timeout: v.duration("limits.header_read_timeout", "10s")?,
+        body_read_timeout: v.duration("limits.body_read_timeout", "30s")?,
+        upstream_timeout: v.duration("limits.upstream_timeout", "60s")?,
+        password_hash_concurrency: to_usize(
+            v.int("limits.password_hash_concurrency", default_hashers)?,
+        ),
+    };
+
+    Ok(Config {
+        listen,
+        upstreams,
+        database,
+        keys_dir: PathBuf::from(v.str("keys_dir", "dashgate-keys")?),
+        policy: v.opt_str("policy")?.map(PathBuf::from),
+        auth_prefix,
+        cookie_secure: v.bool("cookie_secure", true)?,
+        log_format,
+        token,
+        session,
+        limits,
+    })
+}
+
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// An upstream must be an absolute `http://host[:port][/]` URL. (TLS to the upstream and
+/// path-prefixed upstreams are not supported yet, so they are refused rather than ignored.)
+fn parse_upstream(raw: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = raw
+        .parse()
+        .map_err(|_| format!("expected a URL like http://127.0.0.1:8050, got {raw:?}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!("only http:// upstreams are supported, got {raw:?}"));
+    }
+    if uri.authority().is_none() {
+        return Err(format!("upstream URL needs a host, got {raw:?}"));
+    }
+    if uri.path() != "/" && !uri.path().is_empty() {
+        return Err(format!("upstream URL must not have a path, got {raw:?}"));
+    }
+    if uri.query().is_some() {
+        return Err(format!("upstream URL must not have a query, got {raw:?}"));
+    }
+    Ok(uri)
+}
+
+impl Config {
+    /// The SQLite file path of `database`.
+    pub fn sqlite_path(&self) -> PathBuf {
+        PathBuf::from(self.database.trim_start_matches("sqlite://"))
+    }
+
+    /// Checks only `serve` needs.
+    pub fn require_upstream(&self) -> Result<(), ConfigError> {
+        if self.upstreams.is_empty() {
+            return Err(ConfigError::Missing("upstream"));
+        }
+        Ok(())
+    }
+
+    /// Config lines worth a warning at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if !self.cookie_secure {
+            w.push(
+                "cookie_secure = false: cookies lose the Secure flag and the __Host- prefix; \
+                 use this only for plain-HTTP development on loopback"
+                    .to_owned(),
+            );
+        }
+        if !self.listen.ip().is_loopback() && !self.cookie_secure {
+            w.push(format!(
+                "listening on {} without secure cookies: session cookies can travel in clear text",
+                self.listen
+            ));
+        }
+        w
+    }
+}
+
+#[cfg(test)]
+mod tests;

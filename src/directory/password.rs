@@ -1,0 +1,153 @@
+//! Password policy and argon2id hashing, run on the blocking pool with bounded concurrency so
+//! a login storm cannot starve the proxy of executor threads or memory.
+
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::Semaphore;
+use zeroize::Zeroizing;
+
+use crate::error::Error;
+
+/// OWASP Password Storage Cheat Sheet minimum for argon2id: m = 19 MiB, t = 2, p = 1.
+pub const ARGON2_M_KIB: u32 = 19 * 1024;
+pub const ARGON2_T: u32 = 2;
+pub const ARGON2_P: u32 = 1;
+
+/// Shortest accepted password, in characters (ASVS 6.2.1).
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest accepted password, in characters: far above ASVS's 64, never truncated, and bounded
+/// so that hashing cost stays predictable.
+pub const MAX_PASSWORD_CHARS: usize = 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PasswordPolicyError {
+    #[error("password must be at least {MIN_PASSWORD_CHARS} characters")]
+    TooShort,
+    #[error("password must be at most {MAX_PASSWORD_CHARS} characters")]
+    TooLong,
+}
+
+/// Length rules only: no composition rules (ASVS 6.2.5), characters counted as Unicode scalar
+/// values so multi-byte passwords are not penalised.
+pub fn check_policy(password: &str) -> Result<(), PasswordPolicyError> {
+    let n = password.chars().count();
+    if n < MIN_PASSWORD_CHARS {
+        return Err(PasswordPolicyError::TooShort);
+    }
+    if n > MAX_PASSWORD_CHARS {
+        return Err(PasswordPolicyError::TooLong);
+    }
+    Ok(())
+}
+
+fn argon2() -> Result<Argon2<'static>, Error> {
+    let params = Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None)
+        .map_err(|e| Error::Internal(format!("argon2 params: {e}")))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+fn salt() -> Result<SaltString, Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes).map_err(|e| Error::Internal(format!("rng: {e}")))?;
+    SaltString::encode_b64(&bytes).map_err(|e| Error::Internal(format!("salt: {e}")))
+}
+
+/// Hash synchronously (CLI use).
+pub fn hash_blocking(password: &str) -> Result<String, Error> {
+    let salt = salt()?;
+    argon2()?
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::Internal(format!("hash password: {e}")))
+}
+
+/// Verify synchronously. A malformed stored hash counts as a mismatch (and is logged).
+pub fn verify_blocking(password: &str, stored: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        tracing::error!("stored password hash is malformed");
+        return false;
+    };
+    // Verify with the parameters recorded in the hash, but never with a weaker algorithm.
+    if parsed.algorithm.as_str() != "argon2id" {
+        tracing::error!("stored password hash is not argon2id");
+        return false;
+    }
+    Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
+}
+
+/// Runs argon2id off the async executor, at most `concurrency` at a time. Holds a hash of a
+/// random password so that a login for an unknown user costs the same as a real one.
+#[derive(Clone)]
+pub struct Hasher {
+    permits: Arc<Semaphore>,
+    dummy_hash: Arc<String>,
+}
+
+impl Hasher {
+    pub fn new(concurrency: usize) -> Result<Hasher, Error> {
+        let mut random = [0u8; 32];
+        getrandom::getrandom(&mut random).map_err(|e| Error::Internal(format!("rng: {e}")))?;
+        let dummy = hash_blocking(&crate::token::b64(&random))?;
+        Ok(Hasher {
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            dummy_hash: Arc::new(dummy),
+        })
+    }
+
+    /// Verify `password` against `stored`, or against the dummy hash when there is no user,
+    /// so both paths take the same time. Returns false for the dummy path.
+    pub async fn verify(
+        &self,
+        password: Zeroizing<String>,
+        stored: Option<String>,
+    ) -> Result<bool, Error> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Error::Internal("hasher closed".to_owned()))?;
+        let real = stored.is_some();
+        let hash = stored.unwrap_or_else(|| (*self.dummy_hash).clone());
+        let ok = tokio::task::spawn_blocking(move || verify_blocking(&password, &hash))
+            .await
+            .map_err(|e| Error::Internal(format!("hash task: {e}")))?;
+        Ok(real && ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_counts_characters_not_bytes() {
+        assert_eq!(check_policy("short"), Err(PasswordPolicyError::TooShort));
+        assert_eq!(check_policy("ééééééé"), Err(PasswordPolicyError::TooShort));
+        assert!(check_policy("éééééééé").is_ok());
+        assert!(check_policy(&"x".repeat(64)).is_ok());
+        assert!(check_policy(&"x".repeat(MAX_PASSWORD_CHARS)).is_ok());
+        assert_eq!(
+            check_policy(&"x".repeat(MAX_PASSWORD_CHARS + 1)),
+            Err(PasswordPolicyError::TooLong)
+        );
+    }
+
+    #[test]
+    fn hash_uses_argon2id_with_owasp_parameters_and_no_truncation() -> Result<(), Error> {
+        let long = "p".repeat(100);
+        let h = hash_blocking(&long)?;
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        assert!(verify_blocking(&long, &h));
+        // A password that differs only after character 72 (bcrypt's cut-off) must fail.
+        let mut other = long.clone();
+        other.push('q');
+        assert!(!verify_blocking(&other, &h));
+        assert!(!verify_blocking("wrong", &h));
+        assert!(!verify_blocking(&long, "not a hash"));
+        Ok(())
+    }
+}

@@ -1,0 +1,173 @@
+//! The upstream side: a pooled keep-alive HTTP/1.1 client, streaming bodies both ways, and
+//! WebSocket (and other `Upgrade`) tunnelling.
+
+pub mod headers;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Uri, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::error::Error;
+use crate::http_util::{Body, BoxError, Response};
+
+/// Forwards requests to the upstream(s).
+pub struct Proxy {
+    client: Client<HttpConnector, Body>,
+    upstreams: Vec<Uri>,
+    next: AtomicUsize,
+    timeout: Duration,
+    max_body: u64,
+}
+
+impl Proxy {
+    pub fn new(upstreams: Vec<Uri>, timeout: Duration, max_body: u64) -> Proxy {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Proxy {
+            client,
+            upstreams,
+            next: AtomicUsize::new(0),
+            timeout,
+            max_body,
+        }
+    }
+
+    fn pick(&self) -> Result<&Uri, Error> {
+        if self.upstreams.is_empty() {
+            return Err(Error::BadGateway);
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.upstreams.len();
+        self.upstreams.get(i).ok_or(Error::BadGateway)
+    }
+
+    /// Wrap a client body so that it can be streamed upstream, failing once it exceeds the
+    /// configured maximum.
+    pub fn stream_body(&self, body: Incoming) -> Body {
+        let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
+        Limited::new(body, limit)
+            .map_err(BoxError::from)
+            .boxed_unsync()
+    }
+
+    /// Send `req` (headers already sanitised) to an upstream and stream the answer back.
+    /// `client_upgrade` is the client connection's upgrade, for WebSocket handshakes.
+    pub async fn forward(
+        &self,
+        mut req: Request<Body>,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Result<Response, Error> {
+        let base = self.pick()?;
+        let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let mut parts = base.clone().into_parts();
+        parts.path_and_query = Some(
+            path_and_query
+                .parse()
+                .map_err(|_| Error::BadRequest("malformed request target"))?,
+        );
+        *req.uri_mut() =
+            Uri::from_parts(parts).map_err(|_| Error::BadRequest("malformed request target"))?;
+        if let Some(authority) = base.authority() {
+            if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+                req.headers_mut().insert(header::HOST, v);
+            }
+        }
+        let upgrading = client_upgrade.is_some();
+        if upgrading {
+            req.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        let result = tokio::time::timeout(self.timeout, self.client.request(req)).await;
+        let mut resp = match result {
+            Err(_) => return Err(Error::GatewayTimeout),
+            Ok(Err(e)) => return Err(classify(&e)),
+            Ok(Ok(r)) => r,
+        };
+        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+                let (mut parts, _) = resp.into_parts();
+                let upgrade = parts.headers.get(header::UPGRADE).cloned();
+                headers::strip_hop_by_hop(&mut parts.headers);
+                parts
+                    .headers
+                    .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                if let Some(u) = upgrade {
+                    parts.headers.insert(header::UPGRADE, u);
+                }
+                return Ok(Response::from_parts(parts, crate::http_util::empty()));
+            }
+            return Err(Error::BadGateway);
+        }
+        let (mut parts, body) = resp.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(
+            parts,
+            body.map_err(BoxError::from).boxed_unsync(),
+        ))
+    }
+}
+
+/// A body over the size limit surfaces as a client error, everything else as a bad gateway.
+fn classify(e: &hyper_util::client::legacy::Error) -> Error {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return Error::PayloadTooLarge;
+        }
+        source = s.source();
+    }
+    tracing::warn!(error = %e, "upstream request failed");
+    Error::BadGateway
+}
+
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "upgraded connection ended");
+    }
+}
+
+/// Is this an `Upgrade` request (WebSocket)?
+pub fn is_upgrade<B>(req: &Request<B>) -> bool {
+    let connection_upgrade = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    connection_upgrade && req.headers().contains_key(header::UPGRADE)
+}
+
+/// Collect at most `limit` bytes of a body within `timeout`, for the requests the gateway
+/// itself must read (login forms, JSON).
+pub async fn read_body(body: Incoming, limit: usize, timeout: Duration) -> Result<Bytes, Error> {
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(Error::RequestTimeout),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Error::PayloadTooLarge),
+        Ok(Err(_)) => Err(Error::BadRequest("could not read request body")),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}

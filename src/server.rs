@@ -1,0 +1,372 @@
+//! The listener and the request pipeline: limits, the auth endpoints, authentication (with
+//! inline refresh), CSRF, header hygiene and the proxy. Also the gateway's shared state.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, Method, Request, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use tokio::net::TcpListener;
+
+use crate::clock;
+use crate::config::Config;
+use crate::db::Db;
+use crate::directory::Directory;
+use crate::directory::password::Hasher;
+use crate::error::Error;
+use crate::http_util::{Response, json, redirect, wants_html};
+use crate::proxy::{Proxy, headers as proxy_headers, is_upgrade};
+use crate::session::cookies::CookieNames;
+use crate::session::{Outcome, Session, Via, csrf};
+use crate::store::{RevocationSet, Store};
+use crate::token::KeySet;
+
+/// hyper refuses header buffers smaller than this.
+const MIN_HEADER_BUF: usize = 8192;
+/// How long in-flight requests get to finish after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How often the revocation set catches up with revocations written by other processes
+/// (`dashgate users disable` from the CLI).
+const REVOCATION_POLL: Duration = Duration::from_secs(1);
+
+/// Everything a request may need, shared by all connections.
+pub struct Gateway {
+    pub config: Config,
+    pub keys: KeySet,
+    pub cookies: CookieNames,
+    pub db: Db,
+    pub directory: Directory,
+    pub store: Store,
+    pub revocations: RevocationSet,
+    pub hasher: Hasher,
+    pub proxy: Proxy,
+}
+
+impl Gateway {
+    /// Open the database and keys and build the shared state.
+    pub fn new(config: Config) -> Result<Gateway, Error> {
+        let db = Db::open(&config.sqlite_path())?;
+        let keys = KeySet::load_or_create(&config.keys_dir)?;
+        let hasher = Hasher::new(config.limits.password_hash_concurrency)?;
+        let proxy = Proxy::new(
+            config.upstreams.clone(),
+            config.limits.upstream_timeout,
+            config.limits.max_body_bytes,
+        );
+        Ok(Gateway {
+            cookies: CookieNames::new(config.cookie_secure),
+            directory: Directory::new(db.clone()),
+            store: Store::new(db.clone()),
+            revocations: RevocationSet::default(),
+            db,
+            keys,
+            hasher,
+            proxy,
+            config,
+        })
+    }
+}
+
+/// Bind, serve until SIGTERM/SIGINT, then drain in-flight requests.
+pub async fn serve(config: Config) -> Result<(), Error> {
+    for w in config.warnings() {
+        tracing::warn!("{w}");
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", config.listen)))?;
+    let gw = Arc::new(Gateway::new(config)?);
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    tracing::info!(listen = %local, upstreams = ?gw.config.upstreams.iter().map(ToString::to_string).collect::<Vec<_>>(), "dashgate is serving");
+    tokio::spawn(revocation_sync(Arc::clone(&gw)));
+
+    // Each connection holds a clone of `alive`; when all are gone, draining is complete.
+    let (alive, mut drained) = tokio::sync::mpsc::channel::<()>(1);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let conn_gw = Arc::clone(&gw);
+                let service = service_fn(move |req| {
+                    let gw = Arc::clone(&conn_gw);
+                    async move { Ok::<_, Infallible>(handle(&gw, peer, req).await) }
+                });
+                let limits = &gw.config.limits;
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(limits.header_read_timeout)
+                    .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BUF))
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades();
+                let alive = alive.clone();
+                let mut stop = stop_rx.clone();
+                tokio::spawn(async move {
+                    let _alive = alive;
+                    let mut conn = std::pin::pin!(conn);
+                    let result = tokio::select! {
+                        r = conn.as_mut() => r,
+                        _ = async { let _ = stop.wait_for(|s| *s).await.map(|_| ()); } => {
+                            conn.as_mut().graceful_shutdown();
+                            conn.await
+                        }
+                    };
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => {
+                tracing::info!("shutting down: no new connections, finishing in-flight requests");
+                break;
+            }
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(alive);
+    if tokio::time::timeout(SHUTDOWN_GRACE, drained.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish within the shutdown grace period");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// Keep the in-memory revocation set current with the store, and purge what expired.
+async fn revocation_sync(gw: Arc<Gateway>) {
+    let mut cursor = 0;
+    let mut ticks: u64 = 0;
+    loop {
+        let now = clock::now();
+        match gw.store.revocations_since(cursor, now).await {
+            Ok((entries, next)) => {
+                for r in entries {
+                    gw.revocations.insert(r);
+                }
+                cursor = next;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not load revocations"),
+        }
+        if ticks % 600 == 0 {
+            gw.revocations.purge(now);
+            if let Err(e) = gw.store.purge(now).await {
+                tracing::warn!(error = %e, "could not purge expired state");
+            }
+        }
+        ticks = ticks.wrapping_add(1);
+        tokio::time::sleep(REVOCATION_POLL).await;
+    }
+}
+
+/// One request, start to end. Every error becomes a response here.
+pub async fn handle(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Response {
+    let html = wants_html(req.headers(), req.uri().path());
+    match route(gw, peer, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(html),
+    }
+}
+
+async fn route(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result<Response, Error> {
+    let prefix = gw.config.auth_prefix.as_str();
+    let path = req.uri().path();
+    if let Some(rest) = path.strip_prefix(prefix) {
+        if rest.is_empty() || rest.starts_with('/') {
+            let sub = rest.to_owned();
+            return crate::auth::handle(gw, peer, req, &sub).await;
+        }
+    }
+    proxy_request(gw, peer, req).await
+}
+
+/// Characters escaped in the `next` query parameter.
+const QUERY_VALUE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'&')
+    .add(b'+')
+    .add(b'<')
+    .add(b'>')
+    .add(b'=')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'/')
+    .add(b':')
+    .add(b';')
+    .add(b'@')
+    .add(b'[')
+    .add(b']')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'|')
+    .add(b'\'');
+
+fn is_safe_method(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+async fn proxy_request(
+    gw: &Gateway,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Result<Response, Error> {
+    let now = clock::now();
+    let declared_len = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_len.is_some_and(|n| n > gw.config.limits.max_body_bytes) {
+        return Err(Error::PayloadTooLarge);
+    }
+
+    let session = match gw.authenticate(req.headers(), now).await? {
+        Outcome::Authenticated(s) => s,
+        Outcome::Anonymous { clear } => return Ok(unauthenticated(gw, &req, clear)),
+    };
+    if !is_safe_method(req.method()) {
+        gw.check_csrf(req.headers(), &session, now)?;
+    }
+    let upgrade = is_upgrade(&req);
+    if upgrade {
+        // Cross-site WebSocket hijacking: browsers send cookies on cross-site handshakes.
+        csrf::check_origin(req.headers())?;
+    }
+
+    let Session {
+        claims,
+        via,
+        set_cookies,
+    } = session;
+    let host = req.headers().get(header::HOST).cloned();
+    let upgrade_header = req.headers().get(header::UPGRADE).cloned();
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    proxy_headers::sanitize_request(&mut parts.headers, &gw.cookies);
+    if via == Via::Bearer {
+        // The token is the gateway's, not the app's.
+        parts.headers.remove(header::AUTHORIZATION);
+    }
+    if let (true, Some(u)) = (upgrade, upgrade_header) {
+        parts.headers.insert(header::UPGRADE, u);
+    }
+    proxy_headers::add_forwarding(
+        &mut parts.headers,
+        &proxy_headers::Forwarded {
+            client_ip: peer.ip().to_string(),
+            proto: "http",
+            host,
+            user: Some(&claims.sub),
+            roles: &claims.roles,
+        },
+    );
+    let body = gw.proxy.stream_body(body);
+    let mut resp = gw
+        .proxy
+        .forward(Request::from_parts(parts, body), client_upgrade)
+        .await?;
+    strip_our_set_cookies(&mut resp, &gw.cookies);
+    for c in set_cookies {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    Ok(resp)
+}
+
+/// The upstream must not overwrite the gateway's cookies (an app with its own `_csrf_token`
+/// would otherwise break every Dash callback).
+fn strip_our_set_cookies(resp: &mut Response, names: &CookieNames) {
+    if !resp.headers().contains_key(header::SET_COOKIE) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = resp
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| {
+            let text = String::from_utf8_lossy(v.as_bytes());
+            let name = text.split(['=', ';']).next().unwrap_or("").trim();
+            !names.is_ours(name)
+        })
+        .cloned()
+        .collect();
+    resp.headers_mut().remove(header::SET_COOKIE);
+    for v in kept {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// Navigations go to the login page; XHRs (Dash's `_dash-*`) and API calls get 401 JSON.
+fn unauthenticated(gw: &Gateway, req: &Request<Incoming>, clear: Vec<HeaderValue>) -> Response {
+    let navigation = matches!(*req.method(), Method::GET | Method::HEAD)
+        && wants_html(req.headers(), req.uri().path());
+    let mut r = if navigation {
+        let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let location = format!(
+            "{}/login?next={}",
+            gw.config.auth_prefix,
+            utf8_percent_encode(target, QUERY_VALUE)
+        );
+        redirect(StatusCode::FOUND, &location)
+    } else {
+        let mut r = json(
+            StatusCode::UNAUTHORIZED,
+            &serde_json::json!({"error": "unauthenticated", "message": "authentication required", "login": format!("{}/login", gw.config.auth_prefix)}),
+        );
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        r
+    };
+    for c in clear {
+        r.headers_mut().append(header::SET_COOKIE, c);
+    }
+    r
+}

@@ -1,0 +1,374 @@
+//! Sessions: who is making this request. Verifies the bearer token or the access cookie, and
+//! when the access cookie is missing or expired but the refresh cookie is good, refreshes
+//! inline (Dash apps never call a refresh endpoint): the request goes on authenticated and its
+//! response carries the new cookies.
+
+pub mod cookies;
+pub mod csrf;
+
+use http::{HeaderMap, HeaderValue, header};
+
+use crate::directory::User;
+use crate::error::Error;
+use crate::server::Gateway;
+use crate::store::{Family, RefreshPolicy, Revocation, RevocationKind, Rotation};
+use crate::token::{AccessClaims, jwt, refresh};
+
+/// How the request proved its identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// `Authorization: Bearer`: no ambient credential, so no CSRF check.
+    Bearer,
+    /// Cookies: unsafe methods need the CSRF token.
+    Cookie,
+}
+
+/// An authenticated request.
+#[derive(Debug)]
+pub struct Session {
+    pub claims: AccessClaims,
+    pub via: Via,
+    /// Cookies to set on the response (after an inline refresh, or a missing CSRF cookie).
+    pub set_cookies: Vec<HeaderValue>,
+}
+
+/// The outcome of looking at a request's credentials.
+#[derive(Debug)]
+pub enum Outcome {
+    Authenticated(Session),
+    /// No usable credentials. `clear` lists `Set-Cookie` values that remove dead cookies.
+    Anonymous {
+        clear: Vec<HeaderValue>,
+    },
+}
+
+/// Tokens of a freshly started or refreshed session.
+pub struct Issued {
+    pub claims: AccessClaims,
+    pub access_token: String,
+    /// `None` inside the refresh grace window: the client keeps the refresh token it has.
+    pub refresh_token: Option<String>,
+    pub family: Family,
+}
+
+impl Gateway {
+    pub fn refresh_policy(&self) -> RefreshPolicy {
+        let s = &self.config.session;
+        RefreshPolicy {
+            idle: secs(s.refresh_idle_ttl),
+            absolute: secs(s.refresh_absolute_ttl),
+            grace: secs(s.refresh_grace),
+        }
+    }
+
+    fn expect(&self, now: i64) -> jwt::Expect<'_> {
+        jwt::Expect {
+            typ: jwt::ACCESS_TYP,
+            issuer: &self.config.token.issuer,
+            audience: &self.config.token.audience,
+            now,
+            leeway: secs(self.config.token.leeway),
+        }
+    }
+
+    /// Verify an access token: signature, claims, and the revocation set.
+    pub fn verify_access(&self, token: &str, now: i64) -> Option<AccessClaims> {
+        let claims = jwt::verify_access(token, &self.keys, &self.expect(now))
+            .map_err(|e| tracing::debug!(reason = %e, "access token rejected"))
+            .ok()?;
+        if self.revocations.is_revoked(&claims) {
+            tracing::debug!(sid = %claims.sid, "access token revoked");
+            return None;
+        }
+        Some(claims)
+    }
+
+    /// Sign an access token for `user` in session `family`.
+    pub fn issue_access(
+        &self,
+        user: &User,
+        family: &Family,
+        now: i64,
+    ) -> Result<(AccessClaims, String), Error> {
+        let claims = AccessClaims {
+            iss: self.config.token.issuer.clone(),
+            aud: self.config.token.audience.clone(),
+            sub: user.username.clone(),
+            roles: user.roles.clone(),
+            sid: family.id.clone(),
+            jti: crate::token::random_id()?,
+            iat: now,
+            nbf: now,
+            exp: now.saturating_add(secs(self.config.token.access_ttl)),
+        };
+        let token = jwt::sign(&self.keys, jwt::ACCESS_TYP, &claims)?;
+        Ok((claims, token))
+    }
+
+    /// A new session (login): always a new family, new tokens and a new CSRF token, so nothing
+    /// from before the login keeps working (session fixation).
+    pub async fn start_session(&self, user: &User, now: i64) -> Result<Issued, Error> {
+        let (family, refresh_token) = self
+            .store
+            .create_family(user.id, now, self.refresh_policy())
+            .await?;
+        let (claims, access_token) = self.issue_access(user, &family, now)?;
+        Ok(Issued {
+            claims,
+            access_token,
+            refresh_token: Some(refresh_token),
+            family,
+        })
+    }
+
+    /// Present a refresh token. `Ok(None)` means it is not (or no longer) good.
+    pub async fn refresh(&self, presented: &str, now: i64) -> Result<Option<Issued>, Error> {
+        let Some(hash) = refresh::parse(presented) else {
+            return Ok(None);
+        };
+        let (family, refresh_token) = match self
+            .store
+            .rotate(hash, now, self.refresh_policy())
+            .await?
+        {
+            Rotation::Rotated { family, token } => (family, Some(token)),
+            Rotation::Grace { family } => (family, None),
+            Rotation::Reused { family_id, user_id } => {
+                tracing::warn!(event = "refresh_reuse", sid = %family_id, user_id, "refresh token reused: session revoked");
+                self.revoke_session(&family_id, now).await?;
+                return Ok(None);
+            }
+            Rotation::Invalid => return Ok(None),
+        };
+        let user = match self.directory.user_by_id(family.user_id).await? {
+            Some(u) if !u.disabled => u,
+            _ => {
+                self.store
+                    .revoke_family(family.id.clone(), "user disabled or removed", now)
+                    .await?;
+                return Ok(None);
+            }
+        };
+        let (claims, access_token) = self.issue_access(&user, &family, now)?;
+        Ok(Some(Issued {
+            claims,
+            access_token,
+            refresh_token,
+            family,
+        }))
+    }
+
+    /// Revoke a session everywhere: its refresh family in the store and its access tokens in
+    /// the revocation set (until the longest they could live).
+    pub async fn revoke_session(&self, sid: &str, now: i64) -> Result<(), Error> {
+        self.store
+            .revoke_family(sid.to_owned(), "logout", now)
+            .await?;
+        let r = Revocation {
+            kind: RevocationKind::Session,
+            value: sid.to_owned(),
+            created_at: now,
+            expires_at: self.revocation_horizon(now),
+        };
+        self.revocations.insert(r.clone());
+        self.store.add_revocation(r).await
+    }
+
+    /// Blocklist one access token by `jti` until it expires.
+    pub async fn revoke_token(&self, claims: &AccessClaims, now: i64) -> Result<(), Error> {
+        let r = Revocation {
+            kind: RevocationKind::Token,
+            value: claims.jti.clone(),
+            created_at: now,
+            expires_at: claims.exp.saturating_add(secs(self.config.token.leeway)),
+        };
+        self.revocations.insert(r.clone());
+        self.store.add_revocation(r).await
+    }
+
+    /// After this time no access token issued now can be valid.
+    pub fn revocation_horizon(&self, now: i64) -> i64 {
+        now.saturating_add(secs(self.config.token.access_ttl))
+            .saturating_add(secs(self.config.token.leeway))
+            .saturating_add(1)
+    }
+
+    /// `Set-Cookie` values for a newly issued session. The CSRF cookie is bound to the session
+    /// id, which a refresh keeps, so it is only (re)issued when `with_csrf` says so.
+    pub fn session_cookies(
+        &self,
+        issued: &Issued,
+        now: i64,
+        with_csrf: bool,
+    ) -> Result<Vec<HeaderValue>, Error> {
+        let names = &self.cookies;
+        let lifetime = issued.family.absolute_expires_at.saturating_sub(now);
+        let mut out = Vec::with_capacity(3);
+        let access_age = issued.claims.exp.saturating_sub(now);
+        out.extend(cookies::set_cookie(
+            names,
+            &names.access,
+            &issued.access_token,
+            Some(access_age),
+            true,
+        ));
+        if let Some(r) = &issued.refresh_token {
+            out.extend(cookies::set_cookie(
+                names,
+                &names.refresh,
+                r,
+                Some(lifetime),
+                true,
+            ));
+        }
+        if with_csrf {
+            let csrf_token = csrf::issue(
+                self.keys.csrf_key(),
+                csrf::Binding::Session(&issued.family.id),
+                now,
+            )?;
+            out.extend(cookies::set_cookie(
+                names,
+                &names.csrf,
+                &csrf_token,
+                Some(lifetime),
+                false,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// `Set-Cookie` values that remove all of the gateway's session cookies.
+    pub fn clear_cookies(&self) -> Vec<HeaderValue> {
+        let n = &self.cookies;
+        [(&n.access, true), (&n.refresh, true), (&n.csrf, false)]
+            .into_iter()
+            .filter_map(|(name, http_only)| cookies::set_cookie(n, name, "", None, http_only))
+            .collect()
+    }
+
+    /// Who is this? See the module docs for the order of checks.
+    pub async fn authenticate(&self, headers: &HeaderMap, now: i64) -> Result<Outcome, Error> {
+        if let Some(token) = bearer(headers)? {
+            return match self.verify_access(token, now) {
+                Some(claims) => Ok(Outcome::Authenticated(Session {
+                    claims,
+                    via: Via::Bearer,
+                    set_cookies: Vec::new(),
+                })),
+                None => Err(Error::Unauthenticated),
+            };
+        }
+        let names = &self.cookies;
+        if let Some(claims) =
+            cookies::get(headers, &names.access).and_then(|t| self.verify_access(t, now))
+        {
+            let mut set_cookies = Vec::new();
+            if !self.csrf_cookie_valid(headers, &claims.sid, now) {
+                // Lost or foreign CSRF cookie: hand out a good one so the next request works.
+                let t = csrf::issue(
+                    self.keys.csrf_key(),
+                    csrf::Binding::Session(&claims.sid),
+                    now,
+                )?;
+                let age = claims
+                    .exp
+                    .saturating_sub(now)
+                    .max(secs(self.config.session.refresh_idle_ttl));
+                set_cookies.extend(cookies::set_cookie(
+                    names,
+                    &names.csrf,
+                    &t,
+                    Some(age),
+                    false,
+                ));
+            }
+            return Ok(Outcome::Authenticated(Session {
+                claims,
+                via: Via::Cookie,
+                set_cookies,
+            }));
+        }
+        let has_any = cookies::get(headers, &names.access).is_some();
+        let Some(presented) = cookies::get(headers, &names.refresh) else {
+            let clear = if has_any {
+                self.clear_cookies()
+            } else {
+                Vec::new()
+            };
+            return Ok(Outcome::Anonymous { clear });
+        };
+        match self.refresh(presented, now).await? {
+            Some(issued) => {
+                let with_csrf = !self.csrf_cookie_valid(headers, &issued.family.id, now);
+                let set_cookies = self.session_cookies(&issued, now, with_csrf)?;
+                Ok(Outcome::Authenticated(Session {
+                    claims: issued.claims,
+                    via: Via::Cookie,
+                    set_cookies,
+                }))
+            }
+            None => Ok(Outcome::Anonymous {
+                clear: self.clear_cookies(),
+            }),
+        }
+    }
+}
+
+impl Gateway {
+    fn csrf_cookie_valid(&self, headers: &HeaderMap, sid: &str, now: i64) -> bool {
+        cookies::get(headers, &self.cookies.csrf).is_some_and(|t| {
+            csrf::is_valid(
+                self.keys.csrf_key(),
+                t,
+                csrf::Binding::Session(sid),
+                now,
+                None,
+            )
+        })
+    }
+
+    /// Enforce CSRF on a cookie-authenticated request with an unsafe method.
+    pub fn check_csrf(
+        &self,
+        headers: &HeaderMap,
+        session: &Session,
+        now: i64,
+    ) -> Result<(), Error> {
+        if session.via == Via::Bearer {
+            return Ok(());
+        }
+        csrf::check_origin(headers)?;
+        let submitted = headers.get(csrf::HEADER).and_then(|v| v.to_str().ok());
+        csrf::check(
+            self.keys.csrf_key(),
+            cookies::get(headers, &self.cookies.csrf),
+            submitted,
+            csrf::Binding::Session(&session.claims.sid),
+            now,
+            None,
+        )
+    }
+}
+
+/// The bearer token, if the request carries `Authorization: Bearer …`. Other schemes are not
+/// ours and are left for the upstream.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Error> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let Ok(text) = value.to_str() else {
+        return Err(Error::BadRequest("malformed Authorization header"));
+    };
+    let Some((scheme, token)) = text.split_once(' ') else {
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    Ok(Some(token.trim()))
+}
+
+pub fn secs(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}

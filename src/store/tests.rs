@@ -1,0 +1,118 @@
+use super::*;
+use crate::directory::Directory;
+
+const POLICY: RefreshPolicy = RefreshPolicy {
+    idle: 100,
+    absolute: 1000,
+    grace: 10,
+};
+
+async fn setup() -> Result<(tempfile::TempDir, Store, i64), Error> {
+    let dir = tempfile::tempdir().map_err(|e| Error::Internal(e.to_string()))?;
+    let db = Db::open(&dir.path().join("t.db"))?;
+    let user = Directory::new(db.clone())
+        .add("alice".into(), "x".into(), vec![])
+        .await?;
+    Ok((dir, Store::new(db), user.id))
+}
+
+fn hash(token: &str) -> Result<[u8; 32], Error> {
+    refresh::parse(token).ok_or(Error::Internal("unparsable token".into()))
+}
+
+#[tokio::test]
+async fn rotation_grace_and_reuse() -> Result<(), Error> {
+    let (_d, store, uid) = setup().await?;
+    let (family, t0) = store.create_family(uid, 0, POLICY).await?;
+    let Rotation::Rotated {
+        token: t1,
+        family: f1,
+    } = store.rotate(hash(&t0)?, 5, POLICY).await?
+    else {
+        return Err(Error::Internal("first use must rotate".into()));
+    };
+    assert_eq!(f1.id, family.id);
+    assert!(
+        matches!(
+            store.rotate(hash(&t0)?, 15, POLICY).await?,
+            Rotation::Grace { .. }
+        ),
+        "within grace"
+    );
+    assert!(
+        matches!(
+            store.rotate(hash(&t0)?, 16, POLICY).await?,
+            Rotation::Reused { .. }
+        ),
+        "after grace: reuse"
+    );
+    // Reuse revoked the whole family: the current token is dead too.
+    assert!(matches!(
+        store.rotate(hash(&t1)?, 17, POLICY).await?,
+        Rotation::Invalid
+    ));
+    assert_eq!(store.family_of(hash(&t1)?, 17).await?, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn idle_and_absolute_lifetimes() -> Result<(), Error> {
+    let (_d, store, uid) = setup().await?;
+    let (_f, t0) = store.create_family(uid, 0, POLICY).await?;
+    assert!(
+        matches!(
+            store.rotate(hash(&t0)?, 100, POLICY).await?,
+            Rotation::Invalid
+        ),
+        "idle expired"
+    );
+    let (_f, mut t) = store.create_family(uid, 0, POLICY).await?;
+    let mut now = 0;
+    while now < 990 {
+        now += 90;
+        match store.rotate(hash(&t)?, now, POLICY).await? {
+            Rotation::Rotated { token, .. } => t = token,
+            other if now >= 1000 => assert!(matches!(other, Rotation::Invalid)),
+            other => return Err(Error::Internal(format!("unexpected {other:?} at {now}"))),
+        }
+    }
+    assert!(
+        matches!(
+            store.rotate(hash(&t)?, 1000, POLICY).await?,
+            Rotation::Invalid
+        ),
+        "absolute expired"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn revoke_user_and_revocation_feed() -> Result<(), Error> {
+    let (_d, store, uid) = setup().await?;
+    let (_f, t0) = store.create_family(uid, 0, POLICY).await?;
+    let (_f, t1) = store.create_family(uid, 0, POLICY).await?;
+    assert_eq!(store.revoke_user(uid, "test", 1).await?.len(), 2);
+    assert!(matches!(
+        store.rotate(hash(&t0)?, 2, POLICY).await?,
+        Rotation::Invalid
+    ));
+    assert!(matches!(
+        store.rotate(hash(&t1)?, 2, POLICY).await?,
+        Rotation::Invalid
+    ));
+    store
+        .add_revocation(Revocation {
+            kind: RevocationKind::Session,
+            value: "s".into(),
+            created_at: 1,
+            expires_at: 50,
+        })
+        .await?;
+    let (got, cursor) = store.revocations_since(0, 10).await?;
+    assert_eq!(got.len(), 1);
+    let (again, _) = store.revocations_since(cursor, 10).await?;
+    assert!(again.is_empty());
+    store.purge(60).await?;
+    assert!(store.revocations_since(0, 0).await?.0.is_empty());
+    Ok(())
+}
