@@ -52,6 +52,18 @@ fn is_safe(next: &str) -> bool {
 
 fn shape_ok(s: &str) -> bool {
     let bytes = s.as_bytes();
+    // Malformed percent-escapes are decoded differently by different parsers: refuse them.
+    let escapes_ok = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'%')
+        .all(|(i, _)| {
+            bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+        });
+    if !escapes_ok {
+        return false;
+    }
     if bytes.first() != Some(&b'/') || matches!(bytes.get(1), Some(b'/' | b'\\')) {
         return false;
     }

@@ -1,1 +1,12 @@
-//! Integration tests against the built binary.
+//! Integration tests: the real `dashgate` binary, on loopback, in front of a real upstream.
+//! One test binary with many modules (one link step instead of one per file).
+
+mod support;
+
+mod bad_input;
+mod cli;
+mod csrf;
+mod login;
+mod logout;
+mod proxy;
+mod sessions;

@@ -1,0 +1,297 @@
+"""Fixtures for the dashgate browser test.
+
+Starts, once per session:
+  * the example Dash app (examples/dash_app/app.py) on a free loopback port,
+  * the dashgate gateway in front of it (binary from $DASHGATE_BIN, default
+    target/debug/dashgate), with a fresh SQLite database and key directory in
+    a temp dir, and two users (admin/admin, viewer/viewer) with random
+    passwords given on stdin,
+and, per test, a fresh headless Chromium (Debian's /usr/bin/chromium and
+/usr/bin/chromedriver) with its own profile.
+
+Environment:
+  DASHGATE_BIN        gateway binary (default: <repo>/target/debug/dashgate)
+  DASH_PYTHON         interpreter for the Dash app (default: this interpreter)
+  CHROMIUM_BIN        default /usr/bin/chromium
+  CHROMEDRIVER_BIN    default /usr/bin/chromedriver
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DASH_APP = REPO_ROOT / "examples" / "dash_app" / "app.py"
+
+STARTUP_DEADLINE = 30.0  # seconds, for both the Dash app and the gateway
+CLI_TIMEOUT = 60.0
+
+# Log files of the processes we start; appended to every failing test's report.
+_LOGS: dict[str, Path] = {}
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_log(path: Path, limit: int = 20000) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as e:
+        return f"<cannot read {path}: {e}>"
+    return text if len(text) <= limit else "...\n" + text[-limit:]
+
+
+def all_logs() -> str:
+    return "\n".join(f"===== {name} ({p}) =====\n{read_log(p)}" for name, p in _LOGS.items())
+
+
+def wait_until_ready(url: str, proc: subprocess.Popen, what: str, expect_status: int | None = None) -> None:
+    """Poll `url` until it answers (with `expect_status` if given) or the deadline passes."""
+    deadline = time.monotonic() + STARTUP_DEADLINE
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited early with code {proc.returncode}\n{all_logs()}")
+        try:
+            r = requests.get(url, timeout=2, allow_redirects=False)
+            last = f"HTTP {r.status_code}: {r.text[:300]!r}"
+            if expect_status is None or r.status_code == expect_status:
+                return
+        except requests.RequestException as e:
+            last = repr(e)
+        time.sleep(0.1)  # poll interval, not a readiness assumption
+    raise RuntimeError(f"{what} not ready at {url} within {STARTUP_DEADLINE}s (last: {last})\n{all_logs()}")
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    """Terminate a process we started (its own process group), then kill if needed."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
+
+
+# ---------------------------------------------------------------------------
+# session fixtures: Dash app, users, gateway
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Gateway:
+    url: str  # e.g. http://127.0.0.1:41234
+    dash_url: str
+    workdir: Path
+    passwords: dict[str, str] = field(default_factory=dict)
+    roles: dict[str, list[str]] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="session")
+def gateway_bin() -> Path:
+    raw = os.environ.get("DASHGATE_BIN", "target/debug/dashgate")
+    path = Path(raw)
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.fail(
+            f"gateway binary not found or not executable: {path} "
+            "(build it with `cargo build`, or set DASHGATE_BIN)",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def workdir():
+    d = Path(tempfile.mkdtemp(prefix="dashgate-browser-"))
+    yield d
+    if os.environ.get("KEEP_TMP"):
+        print(f"\nkept temp dir {d}")
+    else:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dash_app(workdir: Path):
+    port = free_port()
+    log = workdir / "dash-app.log"
+    _LOGS["dash app"] = log
+    env = dict(os.environ, DASH_PORT=str(port), PYTHONUNBUFFERED="1")
+    python = os.environ.get("DASH_PYTHON", sys.executable)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [python, str(DASH_APP)],
+            cwd=DASH_APP.parent,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url + "/_dash-layout", proc, "Dash app", expect_status=200)
+        yield url
+    finally:
+        stop(proc)
+
+
+def _cli(gateway_bin: Path, workdir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    cmd = [str(gateway_bin), "--database", "sqlite://dashgate.db", *args]
+    res = subprocess.run(
+        cmd,
+        cwd=workdir,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        env=dict(os.environ, DASHGATE_COOKIE_SECURE="false"),
+    )
+    if res.returncode != 0:
+        raise RuntimeError(
+            f"`dashgate {' '.join(args)}` failed with code {res.returncode}\n"
+            f"stdout: {res.stdout}\nstderr: {res.stderr}"
+        )
+    return res
+
+
+@pytest.fixture(scope="session")
+def gateway(gateway_bin: Path, workdir: Path, dash_app: str):
+    passwords = {"admin": secrets.token_urlsafe(18), "viewer": secrets.token_urlsafe(18)}
+    roles = {"admin": ["admin"], "viewer": ["viewer"]}
+    for name, pw in passwords.items():
+        role_args = [a for r in roles[name] for a in ("--role", r)]
+        # password only on stdin, never on argv
+        _cli(gateway_bin, workdir, "users", "add", name, *role_args, "--password-stdin", stdin=pw + "\n")
+
+    port = free_port()
+    log = workdir / "gateway.stderr.log"
+    _LOGS["gateway stderr"] = log
+    env = dict(
+        os.environ,
+        DASHGATE_COOKIE_SECURE="false",  # plain HTTP on loopback
+        RUST_BACKTRACE="1",
+    )
+    env.setdefault("RUST_LOG", "info")
+    cmd = [
+        str(gateway_bin),
+        "serve",
+        "--listen", f"127.0.0.1:{port}",
+        "--upstream", dash_app,
+        "--database", "sqlite://dashgate.db",  # relative to cwd = workdir
+        "--keys-dir", str(workdir / "keys"),
+    ]
+    with open(log, "wb") as err, open(workdir / "gateway.stdout.log", "wb") as out:
+        _LOGS["gateway stdout"] = workdir / "gateway.stdout.log"
+        proc = subprocess.Popen(
+            cmd,
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url + "/auth/healthz", proc, "gateway", expect_status=200)
+        yield Gateway(url=url, dash_url=dash_app, workdir=workdir, passwords=passwords, roles=roles)
+    finally:
+        stop(proc)
+
+
+# ---------------------------------------------------------------------------
+# per-test browser
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def driver(tmp_path: Path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    chromium = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
+    chromedriver = os.environ.get("CHROMEDRIVER_BIN", "/usr/bin/chromedriver")
+    for p in (chromium, chromedriver):
+        if not os.access(p, os.X_OK):
+            pytest.fail(f"{p} missing (apt-get install chromium chromium-driver)", pytrace=False)
+
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir()
+    opts = Options()
+    opts.binary_location = chromium
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        f"--user-data-dir={profile}",
+    ):
+        opts.add_argument(arg)
+    service = Service(executable_path=chromedriver, log_output=str(tmp_path / "chromedriver.log"))
+    drv = webdriver.Chrome(service=service, options=opts)
+    drv.set_page_load_timeout(30)
+    try:
+        yield drv
+    finally:
+        drv.quit()
+
+
+# ---------------------------------------------------------------------------
+# failure reporting: attach process logs and browser state
+# ---------------------------------------------------------------------------
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if not rep.failed:
+        return
+    if _LOGS:
+        rep.sections.append(("dashgate / dash app logs", all_logs()))
+    drv = item.funcargs.get("driver") if hasattr(item, "funcargs") else None
+    if drv is not None and rep.when == "call":
+        try:
+            rep.sections.append(
+                ("browser", f"url: {drv.current_url}\ncookies: {drv.get_cookies()}\n\n{drv.page_source[:4000]}")
+            )
+        except Exception as e:  # the browser may be gone
+            rep.sections.append(("browser", f"<unavailable: {e!r}>"))

@@ -1,0 +1,271 @@
+//! The proxy: forwarding, header hygiene, limits, WebSocket, upstream failure.
+
+use futures_util::{SinkExt, StreamExt};
+
+use crate::support::{
+    ACCESS, Gateway, Options, PASSWORD, REFRESH, TestResult, Upstream, client, free_port,
+};
+
+#[tokio::test]
+async fn unauthenticated_navigation_vs_xhr() -> TestResult {
+    let up = Upstream::start().await?;
+    let gw = Gateway::start(&up.url, &[]).await?;
+    let c = client();
+    let r = c
+        .get(gw.url("/reports/q?x=1&y=a b"))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await?;
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers()["location"],
+        "/auth/login?next=%2Freports%2Fq%3Fx%3D1%26y%3Da%2520b"
+    );
+    for path in [
+        "/_dash-layout",
+        "/_dash-update-component",
+        "/app/_dash-dependencies",
+    ] {
+        let r = c
+            .get(gw.url(path))
+            .header("accept", "text/html")
+            .send()
+            .await?;
+        assert_eq!(r.status(), 401, "{path}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()?
+                .starts_with("application/json")
+        );
+    }
+    let r = c
+        .post(gw.url("/api"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 401);
+    assert_eq!(up.hits(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn forwards_identity_and_strips_forgeries() -> TestResult {
+    let up = Upstream::start().await?;
+    let gw = Gateway::start(&up.url, &[("alice", &["viewer"])]).await?;
+    let jar = gw.login("alice", PASSWORD).await?;
+    let mut rb = client()
+        .post(gw.url("/api/items?q=1&r=%2F"))
+        .header("cookie", format!("theme=dark; {}; other=1", jar.header()))
+        .header("x-csrftoken", jar.csrf())
+        .header("authorization", "Basic YXBwOmFwcA==")
+        .body("payload-bytes");
+    for (k, v) in [
+        ("X-Forwarded-User", "admin"),
+        ("x-forwarded-user", "root"),
+        ("X_Forwarded_User", "admin"),
+        ("X-FORWARDED-ROLES", "admin"),
+        ("x_forwarded_roles", "admin"),
+        ("X-Forwarded-Email", "a@evil"),
+        ("Plotly-User-Data", "{\"username\":\"admin\"}"),
+        ("plotly_user_data", "{}"),
+        ("X-Dashgate-Assertion", "x"),
+        ("X-Forwarded-For", "6.6.6.6"),
+        ("X-Forwarded-Host", "evil.example"),
+        ("X-Forwarded-Proto", "https"),
+        ("Forwarded", "for=6.6.6.6"),
+        ("X-Real-IP", "6.6.6.6"),
+        ("X-Forwarded-Permissions", "all"),
+    ] {
+        rb = rb.header(k, v);
+    }
+    let r = rb.send().await?;
+    assert_eq!(r.status(), 200);
+    let seen: serde_json::Value = r.json().await?;
+    let h = &seen["headers"];
+    assert_eq!(seen["method"], "POST");
+    assert_eq!(seen["path"], "/api/items");
+    assert_eq!(seen["query"], "q=1&r=%2F");
+    assert_eq!(seen["body"], "payload-bytes");
+    assert_eq!(h["x-forwarded-user"], serde_json::json!(["alice"]));
+    assert_eq!(h["x-forwarded-roles"], serde_json::json!(["viewer"]));
+    assert_eq!(h["x-forwarded-for"], serde_json::json!(["127.0.0.1"]));
+    assert_eq!(h["x-forwarded-proto"], serde_json::json!(["http"]));
+    assert_eq!(
+        h["x-forwarded-host"],
+        serde_json::json!([gw.base.trim_start_matches("http://")])
+    );
+    let data: serde_json::Value = serde_json::from_str(
+        h["plotly-user-data"][0]
+            .as_str()
+            .ok_or("plotly-user-data")?,
+    )?;
+    assert_eq!(
+        data,
+        serde_json::json!({"username": "alice", "roles": ["viewer"]})
+    );
+    for gone in [
+        "x_forwarded_user",
+        "x_forwarded_roles",
+        "x-forwarded-email",
+        "plotly_user_data",
+        "x-dashgate-assertion",
+        "forwarded",
+        "x-real-ip",
+        "x-forwarded-permissions",
+    ] {
+        assert!(h.get(gone).is_none(), "{gone} leaked: {h}");
+    }
+    assert_eq!(
+        h["cookie"],
+        serde_json::json!(["theme=dark; other=1"]),
+        "gateway cookies removed"
+    );
+    assert_eq!(
+        h["authorization"],
+        serde_json::json!(["Basic YXBwOmFwcA=="]),
+        "the app's own auth passes"
+    );
+    assert!(
+        h.get("x-csrftoken").is_some(),
+        "Dash's header passes through"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn upstream_cannot_overwrite_gateway_cookies() -> TestResult {
+    let up = Upstream::start().await?;
+    let gw = Gateway::start(&up.url, &[("alice", &[])]).await?;
+    let jar = gw.login("alice", PASSWORD).await?;
+    let r = client()
+        .get(gw.url("/set-cookie"))
+        .header("cookie", jar.header())
+        .send()
+        .await?;
+    let set: Vec<&str> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert_eq!(set, vec!["app_pref=dark; Path=/"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn upstream_down_gives_502_and_the_gateway_keeps_serving() -> TestResult {
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let gw = Gateway::start(&dead, &[("alice", &[])]).await?;
+    let jar = gw.login("alice", PASSWORD).await?;
+    let c = client();
+    let r = c
+        .get(gw.url("/"))
+        .header("cookie", jar.header())
+        .header("accept", "text/html")
+        .send()
+        .await?;
+    assert_eq!(r.status(), 502);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()?
+            .starts_with("text/html")
+    );
+    assert!(r.text().await?.contains("not reachable"));
+    let r = c
+        .get(gw.url("/_dash-layout"))
+        .header("cookie", jar.header())
+        .send()
+        .await?;
+    assert_eq!(r.status(), 502);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()?
+            .starts_with("application/json")
+    );
+    assert_eq!(c.get(gw.url("/auth/healthz")).send().await?.status(), 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn body_and_header_limits() -> TestResult {
+    let up = Upstream::start().await?;
+    let opts = Options::new(&up.url).env("DASHGATE_LIMITS_MAX_BODY_BYTES", "1000");
+    let gw = Gateway::start_with(opts, &[("alice", &[])]).await?;
+    let jar = gw.login("alice", PASSWORD).await?;
+    let c = client();
+    let send = |body: reqwest::Body| {
+        c.post(gw.url("/upload"))
+            .header("cookie", jar.header())
+            .header("x-csrftoken", jar.csrf())
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        send(reqwest::Body::from(vec![b'a'; 1000])).await?.status(),
+        200
+    );
+    assert_eq!(
+        send(reqwest::Body::from(vec![b'a'; 1001])).await?.status(),
+        413
+    );
+    // Chunked (no Content-Length): cut off while streaming.
+    let chunks =
+        futures_util::stream::iter((0..20).map(|_| Ok::<_, std::io::Error>(vec![b'b'; 100])));
+    assert_eq!(
+        send(reqwest::Body::wrap_stream(chunks)).await?.status(),
+        413
+    );
+    // Oversized headers get a 4xx, never a 5xx.
+    let r = c
+        .get(gw.url("/x"))
+        .header("cookie", jar.header())
+        .header("x-big", "a".repeat(64 * 1024))
+        .send()
+        .await?;
+    assert!(r.status().is_client_error(), "{}", r.status());
+    // Oversized login bodies too.
+    let r = c
+        .post(gw.url("/auth/login"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 100_000])
+        .send()
+        .await?;
+    assert_eq!(r.status(), 413);
+    assert_eq!(c.get(gw.url("/auth/healthz")).send().await?.status(), 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn websocket_upgrades_pass_through() -> TestResult {
+    let up = Upstream::start().await?;
+    let gw = Gateway::start(&up.url, &[("alice", &[])]).await?;
+    let jar = gw.login("alice", PASSWORD).await?;
+    let url = format!("ws://127.0.0.1:{}/ws", gw.port);
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        url.as_str(),
+    )?;
+    req.headers_mut().insert("cookie", jar.header().parse()?);
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await?;
+    assert_eq!(resp.status(), 101);
+    ws.send(tokio_tungstenite::tungstenite::Message::text("ping 1"))
+        .await?;
+    let echoed = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+        .await?
+        .ok_or("closed")??;
+    assert_eq!(echoed.into_text()?.as_str(), "ping 1");
+    // Without a session, or from another site: refused.
+    assert!(
+        tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .is_err()
+    );
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        url.as_str(),
+    )?;
+    req.headers_mut().insert("cookie", jar.header().parse()?);
+    req.headers_mut()
+        .insert("origin", "https://evil.example".parse()?);
+    assert!(tokio_tungstenite::connect_async(req).await.is_err());
+    let _ = (ACCESS, REFRESH);
+    Ok(())
+}

@@ -1,0 +1,326 @@
+//! Tokens, JWKS, silent refresh, rotation, reuse detection, userinfo.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::support::{
+    ACCESS, CSRF, Gateway, Jar, Options, PASSWORD, REFRESH, TestResult, Upstream, client,
+};
+
+fn decode(part: &str) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    Ok(serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part)?)?)
+}
+
+/// Sign arbitrary claims with the gateway's own key (read from its key directory), to make
+/// tokens that are genuine but expired, not yet valid, and so on.
+pub fn sign_with_gateway_key(
+    gw: &Gateway,
+    header: &serde_json::Value,
+    claims: &serde_json::Value,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let keys = gw.dir.path().join("keys");
+    let file = std::fs::read_dir(&keys)?
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().starts_with("signing-"))
+        .ok_or("no key file")?;
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file.path())?)?;
+    let seed: [u8; 32] = URL_SAFE_NO_PAD
+        .decode(v["seed"].as_str().ok_or("seed")?)?
+        .as_slice()
+        .try_into()?;
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let sig = ed25519_dalek::Signer::sign(&key, input.as_bytes());
+    Ok(format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(sig.to_bytes())
+    ))
+}
+
+pub fn kid(gw_token: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let h = decode(gw_token.split('.').next().ok_or("token")?)?;
+    Ok(h["kid"].as_str().ok_or("kid")?.to_owned())
+}
+
+async fn get(gw: &Gateway, path: &str, jar: &Jar) -> Result<reqwest::Response, reqwest::Error> {
+    client()
+        .get(gw.url(path))
+        .header("cookie", jar.header())
+        .header("accept", "application/json")
+        .send()
+        .await
+}
+
+#[tokio::test]
+async fn access_token_claims_and_jwks() -> TestResult {
+    let up = Upstream::start().await?;
+    let gw = Gateway::start(&up.url, &[("alice", &["admin", "viewer"])]).await?;
+    let jar = gw.login("alice", PASSWORD).await?;
+    let token = jar.get(ACCESS).ok_or("no access cookie")?;
+    let parts: Vec<&str> = token.split('.').collect();
+    let header = decode(parts[0])?;
+    let claims = decode(parts[1])?;
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["typ"], "at+jwt");
+    assert_eq!(claims["iss"], "dashgate");
+    assert_eq!(claims["aud"], "dashgate");
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["roles"], serde_json::json!(["admin", "viewer"]));
+    for k in ["sid", "jti"] {
+        assert!(claims[k].as_str().is_some_and(|s| s.len() >= 16), "{k}");
+    }
+    assert_eq!(
+        claims["exp"].as_i64().unwrap_or(0) - claims["iat"].as_i64().unwrap_or(0),
+        900
+    );
+
+    // The JWKS publishes the key that verifies it.
+    let jwks: serde_json::Value = client()
+        .get(gw.url("/auth/jwks.json"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let key = jwks["keys"]
+        .as_array()
+        .and_then(|k| k.iter().find(|k| k["kid"] == header["kid"]))
+        .ok_or("kid not in JWKS")?;
+    assert_eq!(
+        (
+            key["kty"].as_str(),
+            key["crv"].as_str(),
+            key["alg"].as_str()
+        ),
+        (Some("OKP"), Some("Ed25519"), Some("EdDSA"))
+    );
+    assert!(key.get("d").is_none(), "no private part");
+    let x: [u8; 32] = URL_SAFE_NO_PAD
+        .decode(key["x"].as_str().ok_or("x")?)?
+        .as_slice()
+        .try_into()?;
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&x)?;
+    let sig = ed25519_dalek::Signature::from_slice(&URL_SAFE_NO_PAD.decode(parts[2])?)?;
+    vk.verify_strict(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)?;
+
+    // userinfo
+    let info: serde_json::Value = get(&gw, "/auth/userinfo", &jar).await?.json().await?;
+    assert_eq!(info["sub"], "alice");
+    assert_eq!(info["roles"], serde_json::json!(["admin", "viewer"]));
+    assert!(info["permissions"].is_array() && info["exp"].is_i64());
+    assert_eq!(
+        get(&gw, "/auth/userinfo", &Jar::default()).await?.status(),
+        401
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn keys_persist_across_restarts() -> TestResult {
+    let up = Upstream::start().await?;
+    let mut gw = Gateway::start(&up.url, &[("alice", &[])]).await?;
+    let jar = gw.login("alice", PASSWORD).await?;
+    let before = kid(jar.get(ACCESS).ok_or("access")?)?;
+    gw.restart(Some(&up.url)).await?;
+    assert_eq!(
+        get(&gw, "/x", &jar).await?.status(),
+        200,
+        "session survives a restart"
+    );
+    let jar2 = gw.login("alice", PASSWORD).await?;
+    assert_eq!(kid(jar2.get(ACCESS).ok_or("access")?)?, before);
+    Ok(())
+}
+
+#[tokio::test]
+async fn silent_refresh_on_missing_or_expired_access() -> TestResult {
+    let up = Upstream::start().await?;
+    let gw = Gateway::start(&up.url, &[("alice", &["viewer"])]).await?;
+    let jar = gw.login("alice", PASSWORD).await?;
+
+    // Missing access cookie, valid refresh cookie: forwarded as alice, new cookies set.
+    let r = get(&gw, "/_dash-layout", &jar.without(ACCESS)).await?;
+    assert_eq!(r.status(), 200);
+    let mut next = jar.without(ACCESS);
+    next.update(r.headers());
+    assert!(next.get(ACCESS).is_some());
+    assert_ne!(next.get(REFRESH), jar.get(REFRESH), "refresh token rotated");
+    assert_eq!(
+        next.get(CSRF),
+        jar.get(CSRF),
+        "CSRF token kept: bound to the session, not the token"
+    );
+    let seen: serde_json::Value = r.json().await?;
+    assert_eq!(seen["headers"]["x-forwarded-user"][0], "alice");
+
+    // Expired (genuinely signed) access cookie: same.
+    let claims = decode(
+        jar.get(ACCESS)
+            .ok_or("access")?
+            .split('.')
+            .nth(1)
+            .ok_or("claims")?,
+    )?;
+    let mut expired = claims.clone();
+    expired["iat"] = serde_json::json!(1_000);
+    expired["nbf"] = serde_json::json!(1_000);
+    expired["exp"] = serde_json::json!(2_000);
+    let header = serde_json::json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid(jar.get(ACCESS).ok_or("a")?)?});
+    let expired_token = sign_with_gateway_key(&gw, &header, &expired)?;
+    let stale = next.with(ACCESS, &expired_token);
+    assert_eq!(
+        get(&gw, "/x", &stale.without(REFRESH)).await?.status(),
+        401,
+        "expired alone is refused"
+    );
+    let r = get(&gw, "/x", &stale).await?;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|v| v.to_str().unwrap_or("").starts_with(ACCESS))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_keep_the_user_signed_in() -> TestResult {
+    let up = Upstream::start().await?;
+    let gw = Gateway::start(&up.url, &[("alice", &[])]).await?;
+    let jar = gw.login("alice", PASSWORD).await?.without(ACCESS);
+    // A Dash page fires several callbacks at once, all with the same refresh cookie.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let url = gw.url(&format!("/_dash-update-component?n={i}"));
+        let cookie = jar.header();
+        let csrf = jar.csrf();
+        tasks.push(tokio::spawn(async move {
+            client()
+                .post(url)
+                .header("cookie", cookie)
+                .header("x-csrftoken", csrf)
+                .header("accept", "application/json")
+                .json(&serde_json::json!({"output": "out.children"}))
+                .send()
+                .await
+        }));
+    }
+    let mut final_jar = jar.clone();
+    let mut rotated = 0;
+    for t in tasks {
+        let r = t.await??;
+        assert_eq!(r.status(), 200);
+        if r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|v| v.to_str().unwrap_or("").starts_with(REFRESH))
+        {
+            rotated += 1;
+            final_jar.update(r.headers());
+        }
+    }
+    assert_eq!(
+        rotated, 1,
+        "exactly one request rotated; the others used the grace window"
+    );
+    assert_eq!(
+        get(&gw, "/after", &final_jar.without(ACCESS))
+            .await?
+            .status(),
+        200,
+        "the session lives on"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn refresh_reuse_revokes_the_family() -> TestResult {
+    let up = Upstream::start().await?;
+    let opts = Options::new(&up.url).env("DASHGATE_SESSION_REFRESH_GRACE", "0s");
+    let gw = Gateway::start_with(opts, &[("alice", &[])]).await?;
+    let old = gw.login("alice", PASSWORD).await?;
+    let r = get(&gw, "/x", &old.without(ACCESS)).await?;
+    let mut current = old.without(ACCESS);
+    current.update(r.headers());
+    assert_eq!(get(&gw, "/x", &current).await?.status(), 200);
+    // Grace is 0 s: wait (polling) until the rotation is more than a second old, then replay.
+    let replayed = crate::support::eventually(std::time::Duration::from_secs(5), || {
+        let jar = old.without(ACCESS);
+        let gw = &gw;
+        async move {
+            let r = get(gw, "/x", &jar).await;
+            r.is_ok_and(|r| r.status() == 401)
+        }
+    })
+    .await;
+    assert!(replayed, "replaying a rotated refresh token is refused");
+    // The whole family is dead: the current refresh token and the current access token.
+    assert_eq!(
+        get(&gw, "/x", &current.without(ACCESS)).await?.status(),
+        401
+    );
+    assert_eq!(get(&gw, "/x", &current).await?.status(), 401);
+    assert!(gw.log().contains("refresh_reuse"));
+    // A fresh login works.
+    assert_eq!(
+        get(&gw, "/x", &gw.login("alice", PASSWORD).await?)
+            .await?
+            .status(),
+        200
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn refresh_endpoint_and_token_kinds_do_not_mix() -> TestResult {
+    let up = Upstream::start().await?;
+    let gw = Gateway::start_with(
+        Options::new(&up.url).env("DASHGATE_SESSION_REFRESH_GRACE", "0s"),
+        &[("alice", &[])],
+    )
+    .await?;
+    let (access, refresh) = gw.token_login("alice", PASSWORD).await?;
+    let c = client();
+    // A refresh token is not an access token, and the reverse.
+    assert_eq!(
+        c.get(gw.url("/x"))
+            .bearer_auth(&refresh)
+            .send()
+            .await?
+            .status(),
+        401
+    );
+    let jar = Jar::default().with(ACCESS, &refresh);
+    assert_eq!(get(&gw, "/x", &jar).await?.status(), 401);
+    let r = c
+        .post(gw.url("/auth/refresh"))
+        .json(&serde_json::json!({"refresh_token": access}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 401);
+    let jar = Jar::default().with(REFRESH, &access);
+    assert_eq!(get(&gw, "/x", &jar).await?.status(), 401);
+    // JSON refresh rotates.
+    let r = c
+        .post(gw.url("/auth/refresh"))
+        .json(&serde_json::json!({"refresh_token": refresh}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await?;
+    let new_refresh = v["refresh_token"].as_str().ok_or("refresh")?.to_owned();
+    assert_ne!(new_refresh, refresh);
+    assert_eq!(
+        c.get(gw.url("/x"))
+            .bearer_auth(v["access_token"].as_str().ok_or("a")?)
+            .send()
+            .await?
+            .status(),
+        200
+    );
+    Ok(())
+}

@@ -1,0 +1,417 @@
+//! Test harness: starts the real `dashgate` binary on a free loopback port in a temporary
+//! directory, a real HTTP upstream on loopback, and gives tests a small cookie-aware client.
+//! Readiness is polled with a deadline; everything is torn down on drop.
+
+#![allow(dead_code)]
+
+pub mod upstream;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub use upstream::Upstream;
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_dashgate");
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A free loopback port (bound and released; the gateway binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// Poll `f` until it is true or the deadline passes.
+pub async fn eventually<F, Fut>(deadline: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// A running gateway process and its state directory.
+pub struct Gateway {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub base: String,
+    child: Option<Child>,
+    log: PathBuf,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+}
+
+pub struct Options {
+    pub upstream: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
+    pub config: Option<String>,
+}
+
+impl Options {
+    pub fn new(upstream: &str) -> Options {
+        Options {
+            upstream: Some(upstream.to_owned()),
+            env: Vec::new(),
+            args: Vec::new(),
+            config: None,
+        }
+    }
+    pub fn env(mut self, k: &str, v: &str) -> Options {
+        self.env.push((k.to_owned(), v.to_owned()));
+        self
+    }
+    pub fn arg(mut self, a: &str) -> Options {
+        self.args.push(a.to_owned());
+        self
+    }
+    pub fn config(mut self, toml: &str) -> Options {
+        self.config = Some(toml.to_owned());
+        self
+    }
+}
+
+impl Gateway {
+    /// Start with default settings in front of `upstream`; users given as (name, roles).
+    pub async fn start(
+        upstream: &str,
+        users: &[(&str, &[&str])],
+    ) -> Result<Gateway, Box<dyn std::error::Error>> {
+        Self::start_with(Options::new(upstream), users).await
+    }
+
+    pub async fn start_with(
+        opts: Options,
+        users: &[(&str, &[&str])],
+    ) -> Result<Gateway, Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let mut args = Vec::new();
+        if let Some(toml) = &opts.config {
+            let p = dir.path().join("dashgate.toml");
+            std::fs::write(&p, toml)?;
+            args.push("--config".to_owned());
+            args.push(p.display().to_string());
+        }
+        args.extend(opts.args.iter().cloned());
+        let mut gw = Gateway {
+            log: dir.path().join("gateway.log"),
+            dir,
+            port: 0,
+            base: String::new(),
+            child: None,
+            env: opts.env.clone(),
+            args,
+        };
+        for (name, roles) in users {
+            gw.add_user(name, PASSWORD, roles)?;
+        }
+        gw.spawn(opts.upstream.as_deref()).await?;
+        Ok(gw)
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.current_dir(self.dir.path())
+            .env_remove("DASHGATE_CONFIG")
+            .env(
+                "DASHGATE_DATABASE_URL",
+                format!("sqlite://{}", self.dir.path().join("dashgate.db").display()),
+            )
+            .env("DASHGATE_KEYS_DIR", self.dir.path().join("keys"))
+            .env("DASHGATE_LOG", "info,dashgate=debug");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    async fn spawn(&mut self, upstream: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
+        for _attempt in 0..5 {
+            let port = free_port();
+            let log = std::fs::File::create(&self.log)?;
+            let mut c = self.command();
+            c.arg("serve")
+                .args(&self.args)
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"));
+            if let Some(u) = upstream {
+                c.arg("--upstream").arg(u);
+            }
+            let child = c
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()?;
+            self.child = Some(child);
+            self.port = port;
+            self.base = format!("http://127.0.0.1:{port}");
+            let url = self.url("/auth/healthz");
+            let client = client();
+            let ready = eventually(Duration::from_secs(20), || {
+                let client = client.clone();
+                let url = url.clone();
+                async move {
+                    client
+                        .get(&url)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status() == 200)
+                }
+            })
+            .await;
+            if ready {
+                return Ok(());
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+                .is_some();
+            self.stop();
+            if !exited {
+                break;
+            }
+        }
+        Err(format!("gateway did not become ready; log:\n{}", self.log()).into())
+    }
+
+    /// Stop the process (SIGKILL) and start it again with the same state directory.
+    pub async fn restart(
+        &mut self,
+        upstream: Option<&str>,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        self.stop();
+        self.spawn(upstream).await
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Send SIGTERM and wait (bounded) for the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if let Ok(Some(s)) = c.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        c.wait().ok()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Run a CLI command against this gateway's database, with `stdin` piped in.
+    pub fn cli(
+        &self,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<Output, Box<dyn std::error::Error>> {
+        let mut c = self.command();
+        c.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn()?;
+        if let Some(mut pipe) = child.stdin.take() {
+            if let Some(s) = stdin {
+                pipe.write_all(s.as_bytes())?;
+            }
+        }
+        Ok(child.wait_with_output()?)
+    }
+
+    pub fn add_user(&self, name: &str, password: &str, roles: &[&str]) -> TestResult {
+        let mut args = vec!["users", "add", name, "--password-stdin"];
+        for r in roles {
+            args.push("--role");
+            args.push(r);
+        }
+        let out = self.cli(&args, Some(&format!("{password}\n")))?;
+        if !out.status.success() {
+            return Err(
+                format!("users add failed: {}", String::from_utf8_lossy(&out.stderr)).into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Log in through the HTML form, like a browser, and return the session's cookies.
+    pub async fn login(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<Jar, Box<dyn std::error::Error>> {
+        let (status, jar) = self.try_login(user, password, "/").await?;
+        if status != 303 {
+            return Err(format!("login as {user} answered {status}; log:\n{}", self.log()).into());
+        }
+        Ok(jar)
+    }
+
+    /// Form login; returns the status and the cookies set along the way.
+    pub async fn try_login(
+        &self,
+        user: &str,
+        password: &str,
+        next: &str,
+    ) -> Result<(u16, Jar), Box<dyn std::error::Error>> {
+        let c = client();
+        let mut jar = Jar::default();
+        let page = c.get(self.url("/auth/login")).send().await?;
+        jar.update(page.headers());
+        let html = page.text().await?;
+        let token = hidden_field(&html, "csrf_token").ok_or("no csrf_token in login page")?;
+        let resp = c
+            .post(self.url("/auth/login"))
+            .header("cookie", jar.header())
+            .form(&[
+                ("username", user),
+                ("password", password),
+                ("csrf_token", &token),
+                ("next", next),
+            ])
+            .send()
+            .await?;
+        jar.update(resp.headers());
+        Ok((resp.status().as_u16(), jar))
+    }
+
+    /// JSON login; returns (access, refresh).
+    pub async fn token_login(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<(String, String), Box<dyn std::error::Error>> {
+        let resp = client()
+            .post(self.url("/auth/login"))
+            .json(&serde_json::json!({"username": user, "password": password}))
+            .send()
+            .await?;
+        if resp.status() != 200 {
+            return Err(format!("token login answered {}", resp.status()).into());
+        }
+        let v: serde_json::Value = resp.json().await?;
+        let access = v["access_token"]
+            .as_str()
+            .ok_or("no access_token")?
+            .to_owned();
+        let refresh = v["refresh_token"]
+            .as_str()
+            .ok_or("no refresh_token")?
+            .to_owned();
+        Ok((access, refresh))
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!("---- gateway log ----\n{}", self.log());
+        }
+    }
+}
+
+/// A client that never follows redirects and keeps no cookies of its own.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// The value of `<input name="NAME" value="...">` in a page we rendered.
+pub fn hidden_field(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].replace("&amp;", "&"))
+}
+
+/// A minimal cookie jar: name -> value, updated from `Set-Cookie` (Max-Age=0 deletes).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Jar(pub BTreeMap<String, String>);
+
+impl Jar {
+    pub fn update(&mut self, headers: &reqwest::header::HeaderMap) {
+        for v in headers.get_all("set-cookie") {
+            let Ok(s) = v.to_str() else { continue };
+            let Some((pair, attrs)) = s.split_once(';').or(Some((s, ""))) else {
+                continue;
+            };
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            if attrs.contains("Max-Age=0") {
+                self.0.remove(name.trim());
+            } else {
+                self.0
+                    .insert(name.trim().to_owned(), value.trim().to_owned());
+            }
+        }
+    }
+
+    pub fn header(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    pub fn without(&self, name: &str) -> Jar {
+        let mut j = self.clone();
+        j.0.remove(name);
+        j
+    }
+
+    pub fn with(&self, name: &str, value: &str) -> Jar {
+        let mut j = self.clone();
+        j.0.insert(name.to_owned(), value.to_owned());
+        j
+    }
+
+    pub fn csrf(&self) -> String {
+        self.get("_csrf_token").unwrap_or_default().to_owned()
+    }
+}
+
+pub const ACCESS: &str = "__Host-dashgate-access";
+pub const REFRESH: &str = "__Host-dashgate-refresh";
+pub const CSRF: &str = "_csrf_token";
