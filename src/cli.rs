@@ -59,9 +59,6 @@ struct ServeArgs {
     /// Upstream URL, e.g. http://127.0.0.1:8050 (repeatable).
     #[arg(long, value_name = "URL")]
     upstream: Vec<String>,
-    /// Policy file (TOML).
-    #[arg(long, value_name = "FILE")]
-    policy: Option<String>,
     /// Directory of signing and CSRF keys (created on first start).
     #[arg(long, value_name = "DIR")]
     keys_dir: Option<String>,
@@ -164,9 +161,6 @@ fn sources(cli: &Cli, serve: Option<&ServeArgs>) -> Sources {
         if !s.upstream.is_empty() {
             flags.push(("upstream", s.upstream.join(",")));
         }
-        if let Some(v) = &s.policy {
-            flags.push(("policy", v.clone()));
-        }
         if let Some(v) = &s.keys_dir {
             flags.push(("keys_dir", v.clone()));
         }
@@ -210,14 +204,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::CheckConfig(args) => {
             let config = load(&cli, Some(args))?;
-            if let Some(p) = &config.policy {
-                if !p.is_file() {
-                    return Err(CliError::Usage(format!(
-                        "config key `policy`: no such file {}",
-                        p.display()
-                    )));
-                }
-            }
             for w in config.warnings() {
                 println!("warning: {w}");
             }

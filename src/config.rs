@@ -70,7 +70,6 @@ const KEYS: &[Key] = &[
         env: Some("DASHGATE_DATABASE_URL"),
     },
     key("keys_dir", Kind::Str),
-    key("policy", Kind::Str),
     key("auth_prefix", Kind::Str),
     key("cookie_secure", Kind::Bool),
     key("log_format", Kind::Str),
@@ -86,10 +85,6 @@ const KEYS: &[Key] = &[
     key("session.refresh_grace", Kind::Duration(0, 120)),
     key("limits.max_header_bytes", Kind::Int(1024, 1024 * 1024)),
     key("limits.max_body_bytes", Kind::Int(0, 1 << 40)),
-    key(
-        "limits.max_inspect_bytes",
-        Kind::Int(1024, 64 * 1024 * 1024),
-    ),
     key("limits.header_read_timeout", Kind::Duration(1, 600)),
     key("limits.body_read_timeout", Kind::Duration(1, 3600)),
     key("limits.upstream_timeout", Kind::Duration(1, 3600)),
@@ -143,7 +138,6 @@ pub struct SessionConfig {
 pub struct Limits {
     pub max_header_bytes: usize,
     pub max_body_bytes: u64,
-    pub max_inspect_bytes: usize,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub upstream_timeout: Duration,
@@ -157,7 +151,6 @@ pub struct Config {
     pub upstreams: Vec<http::Uri>,
     pub database: String,
     pub keys_dir: PathBuf,
-    pub policy: Option<PathBuf>,
     pub auth_prefix: String,
     pub cookie_secure: bool,
     pub log_format: LogFormat,
@@ -341,15 +334,6 @@ impl Validator<'_> {
         }
     }
 
-    fn opt_str(&self, name: &str) -> Result<Option<String>, ConfigError> {
-        match get(self.table, name) {
-            None => Ok(None),
-            Some(Value::String(s)) if s.is_empty() => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(self.invalid(name, format!("expected a string, got {other}"))),
-        }
-    }
-
     fn bool(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
         match get(self.table, name) {
             None => Ok(default),
@@ -495,7 +479,6 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
     let limits = Limits {
         max_header_bytes: to_usize(v.int("limits.max_header_bytes", 16 * 1024)?),
         max_body_bytes: v.int("limits.max_body_bytes", 32 * 1024 * 1024)?,
-        max_inspect_bytes: to_usize(v.int("limits.max_inspect_bytes", 1024 * 1024)?),
         header_read_timeout: v.duration("limits.header_read_timeout", "10s")?,
         body_read_timeout: v.duration("limits.body_read_timeout", "30s")?,
         upstream_timeout: v.duration("limits.upstream_timeout", "60s")?,
@@ -509,7 +492,6 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         upstreams,
         database,
         keys_dir: PathBuf::from(v.str("keys_dir", "dashgate-keys")?),
-        policy: v.opt_str("policy")?.map(PathBuf::from),
         auth_prefix,
         cookie_secure: v.bool("cookie_secure", true)?,
         log_format,

@@ -177,9 +177,9 @@ async fn json_attempt(
     Ok((status, body, start.elapsed()))
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
+/// The fastest of several runs: the closest to the true cost when other tests share the CPU.
+fn fastest(v: &[Duration]) -> Duration {
+    v.iter().copied().min().unwrap_or_default()
 }
 
 #[tokio::test]
@@ -229,17 +229,21 @@ async fn unknown_user_and_wrong_password_look_the_same() -> TestResult {
     }
     assert_eq!(pages[0], pages[1]);
     assert!(pages[0].contains("class=\"error\""));
-    // Timing: both paths run one argon2id verification; medians stay within a small factor
-    // (without the dummy hash the unknown user would be answered about 50x faster).
+    // Timing: both paths run one argon2id verification, so their costs are alike (without the
+    // dummy hash an unknown user would be answered about 40x faster). Interleaved runs, and
+    // the fastest of each, so that other tests sharing the CPU do not decide the outcome.
     let mut known = Vec::new();
     let mut unknown = Vec::new();
-    for _ in 0..7 {
+    for _ in 0..9 {
         known.push(json_attempt(&gw, "alice", "wrong password!").await?.2);
         unknown.push(json_attempt(&gw, "nobody", "wrong password!").await?.2);
     }
-    let (k, u) = (median(known), median(unknown));
+    let (k, u) = (fastest(&known), fastest(&unknown));
     let ratio = k.as_secs_f64() / u.as_secs_f64();
-    assert!((0.5..2.0).contains(&ratio), "known {k:?} vs unknown {u:?}");
+    assert!(
+        (1.0 / 3.0..3.0).contains(&ratio),
+        "known {k:?} vs unknown {u:?}"
+    );
     Ok(())
 }
 

@@ -269,3 +269,74 @@ async fn websocket_upgrades_pass_through() -> TestResult {
     let _ = (ACCESS, REFRESH);
     Ok(())
 }
+
+#[tokio::test]
+async fn slow_request_heads_are_cut_off() -> TestResult {
+    use std::io::{Read, Write};
+    let up = Upstream::start().await?;
+    let opts = Options::new(&up.url).env("DASHGATE_LIMITS_HEADER_READ_TIMEOUT", "1s");
+    let gw = Gateway::start_with(opts, &[]).await?;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(15)))?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")?;
+    let mut buf = Vec::new();
+    // The gateway ends the connection by itself (a read timeout here would fail the test).
+    s.read_to_end(&mut buf)?;
+    let head = String::from_utf8_lossy(&buf);
+    assert!(
+        head.is_empty() || head.starts_with("HTTP/1.1 408"),
+        "{head}"
+    );
+    assert_eq!(up.hits(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn health_readiness_and_graceful_stop() -> TestResult {
+    let up = Upstream::start().await?;
+    let mut gw = Gateway::start(&up.url, &[]).await?;
+    let c = client();
+    let r = c.get(gw.url("/auth/readyz")).send().await?;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await?["status"], "ready");
+    let status = gw.terminate().ok_or("no exit status")?;
+    assert!(status.success(), "SIGTERM is a clean exit: {status:?}");
+    assert!(gw.log().contains("shutting down"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn responses_stream_and_upstream_connections_are_reused() -> TestResult {
+    let up = Upstream::start().await?;
+    let gw = Gateway::start(&up.url, &[("alice", &[])]).await?;
+    let jar = gw.login("alice", PASSWORD).await?;
+    let c = client();
+    for i in 0..20 {
+        let r = c
+            .get(gw.url(&format!("/page/{i}")))
+            .header("cookie", jar.header())
+            .send()
+            .await?;
+        assert_eq!(r.status(), 200);
+        r.bytes().await?;
+    }
+    assert_eq!(
+        up.connections(),
+        1,
+        "20 sequential requests over one kept-alive upstream connection"
+    );
+
+    // The first chunk reaches the client while the upstream still holds the rest back:
+    // nothing is buffered in between.
+    let mut r = c
+        .get(gw.url("/stream"))
+        .header("cookie", jar.header())
+        .send()
+        .await?;
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), r.chunk()).await??;
+    assert_eq!(first.as_deref(), Some(&b"first\n"[..]));
+    up.state.release.notify_one();
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(10), r.chunk()).await??;
+    assert_eq!(rest.as_deref(), Some(&b"rest\n"[..]));
+    Ok(())
+}

@@ -7,31 +7,48 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+/// What the upstream counts and what tests can trigger.
+#[derive(Default)]
+pub struct State {
+    pub hits: AtomicUsize,
+    pub connections: AtomicUsize,
+    /// `/stream` sends its first chunk, then waits for this before sending the rest.
+    pub release: tokio::sync::Notify,
+}
+
 pub struct Upstream {
     pub url: String,
-    pub hits: Arc<AtomicUsize>,
+    pub state: Arc<State>,
     task: tokio::task::JoinHandle<()>,
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).boxed()
 }
 
 impl Upstream {
     pub async fn start() -> Result<Upstream, Box<dyn std::error::Error>> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
-        let hits = Arc::new(AtomicUsize::new(0));
-        let h = Arc::clone(&hits);
+        let state = Arc::new(State::default());
+        let st = Arc::clone(&state);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let h = Arc::clone(&h);
+                st.connections.fetch_add(1, Ordering::SeqCst);
+                let st = Arc::clone(&st);
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
-                        h.fetch_add(1, Ordering::SeqCst);
-                        answer(req)
+                        st.hits.fetch_add(1, Ordering::SeqCst);
+                        answer(Arc::clone(&st), req)
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
@@ -40,11 +57,15 @@ impl Upstream {
                 });
             }
         });
-        Ok(Upstream { url, hits, task })
+        Ok(Upstream { url, state, task })
     }
 
     pub fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
+        self.state.hits.load(Ordering::SeqCst)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
     }
 }
 
@@ -54,7 +75,32 @@ impl Drop for Upstream {
     }
 }
 
-async fn answer(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(
+    state: Arc<State>,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    if req.uri().path() == "/stream" {
+        let chunks = futures_util::stream::unfold(0u8, move |step| {
+            let state = Arc::clone(&state);
+            async move {
+                match step {
+                    0 => Some((
+                        Ok(hyper::body::Frame::data(Bytes::from_static(b"first\n"))),
+                        1,
+                    )),
+                    1 => {
+                        state.release.notified().await;
+                        Some((
+                            Ok(hyper::body::Frame::data(Bytes::from_static(b"rest\n"))),
+                            2,
+                        ))
+                    }
+                    _ => None,
+                }
+            }
+        });
+        return Ok(Response::new(BodyExt::boxed(StreamBody::new(chunks))));
+    }
     if req.uri().path() == "/ws" {
         let key = req.headers().get("sec-websocket-key").cloned();
         let on_upgrade = hyper::upgrade::on(&mut req);
@@ -82,8 +128,8 @@ async fn answer(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
             .header("connection", "upgrade")
             .header("upgrade", "websocket")
             .header("sec-websocket-accept", accept)
-            .body(Full::new(Bytes::new()));
-        return Ok(resp.unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))));
+            .body(full(Bytes::new()));
+        return Ok(resp.unwrap_or_else(|_| Response::new(full(Bytes::new()))));
     }
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
@@ -116,6 +162,6 @@ async fn answer(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
             .header("set-cookie", "__Host-dashgate-access=evil; Path=/")
             .header("set-cookie", "app_pref=dark; Path=/");
     }
-    let resp = builder.body(Full::new(Bytes::from(report.to_string())));
-    Ok(resp.unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
+    let resp = builder.body(full(report.to_string()));
+    Ok(resp.unwrap_or_else(|_| Response::new(full(Bytes::new()))))
 }
