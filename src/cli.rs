@@ -44,6 +44,9 @@ enum Command {
     /// Manage local users.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Manage roles and their permissions.
+    #[command(subcommand)]
+    Roles(RolesCommand),
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -59,6 +62,9 @@ struct ServeArgs {
     /// Upstream URL, e.g. http://127.0.0.1:8050 (repeatable).
     #[arg(long, value_name = "URL")]
     upstream: Vec<String>,
+    /// Policy file (TOML): path rules and Dash callback-output rules.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<String>,
     /// Directory of signing and CSRF keys (created on first start).
     #[arg(long, value_name = "DIR")]
     keys_dir: Option<String>,
@@ -96,6 +102,23 @@ enum UsersCommand {
     Enable { name: String },
     /// Remove a user and end all of their sessions.
     Remove { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum RolesCommand {
+    /// Create a role, or add permissions to an existing one.
+    Add {
+        role: String,
+        /// Permission to add (repeatable), e.g. salaries:read.
+        #[arg(long = "perm", value_name = "PERM")]
+        perms: Vec<String>,
+    },
+    /// Give a user a role (effective at the user's next token refresh at the latest).
+    Grant { user: String, role: String },
+    /// Take a role from a user (effective at the user's next token refresh at the latest).
+    Revoke { user: String, role: String },
+    /// List roles with their permissions and member counts.
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -161,6 +184,9 @@ fn sources(cli: &Cli, serve: Option<&ServeArgs>) -> Sources {
         if !s.upstream.is_empty() {
             flags.push(("upstream", s.upstream.join(",")));
         }
+        if let Some(v) = &s.policy {
+            flags.push(("policy", v.clone()));
+        }
         if let Some(v) = &s.keys_dir {
             flags.push(("keys_dir", v.clone()));
         }
@@ -204,11 +230,23 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::CheckConfig(args) => {
             let config = load(&cli, Some(args))?;
+            let policy = match &config.policy {
+                Some(p) => {
+                    let policy = crate::policy::Policy::load(p)
+                        .map_err(|e| CliError::Usage(e.to_string()))?;
+                    format!(
+                        "policy {} with {} rule(s)",
+                        p.display(),
+                        policy.rule_count()
+                    )
+                }
+                None => "no policy file (every path needs a signed-in user)".to_owned(),
+            };
             for w in config.warnings() {
                 println!("warning: {w}");
             }
             println!(
-                "configuration OK: listen {}, {} upstream(s), database {}, keys in {}",
+                "configuration OK: listen {}, {} upstream(s), database {}, keys in {}, {policy}",
                 config.listen,
                 config.upstreams.len(),
                 config.database,
@@ -220,6 +258,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let config = load(&cli, None)?;
             init_logging(config.log_format, "warn");
             users(&config, cmd).await
+        }
+        Command::Roles(cmd) => {
+            let config = load(&cli, None)?;
+            init_logging(config.log_format, "warn");
+            roles(&config, cmd).await
         }
         Command::Keys(KeysCommand::Rotate { keys_dir }) => {
             let mut config = load(&cli, None)?;
@@ -285,8 +328,11 @@ async fn hash(password: Zeroizing<String>) -> Result<String, CliError> {
     )
 }
 
-/// End every session of a user now: refresh families in the store, access tokens through a
-/// user-wide revocation that running gateways pick up.
+/// End every session of a user now: their refresh families in the store, and their access
+/// tokens in running gateways, which pick up these revocations within a second. Each live
+/// session is revoked by id, which is exact; a user-wide revocation covers tokens issued in
+/// earlier seconds. (A user-wide "issued at or before now" alone would also kill a session the
+/// user starts again within the same second, since `iat` has one-second resolution.)
 async fn end_sessions(
     store: &Store,
     user_id: i64,
@@ -294,13 +340,24 @@ async fn end_sessions(
     reason: &'static str,
 ) -> Result<usize, CliError> {
     let now = clock::now();
+    let expires_at = now + USER_REVOCATION_SECS;
     let families = store.revoke_user(user_id, reason, now).await?;
+    for sid in &families {
+        store
+            .add_revocation(Revocation {
+                kind: RevocationKind::Session,
+                value: sid.clone(),
+                created_at: now,
+                expires_at,
+            })
+            .await?;
+    }
     store
         .add_revocation(Revocation {
             kind: RevocationKind::User,
             value: username.to_owned(),
-            created_at: now,
-            expires_at: now + USER_REVOCATION_SECS,
+            created_at: now - 1,
+            expires_at,
         })
         .await?;
     Ok(families.len())
@@ -349,6 +406,7 @@ async fn users(config: &Config, cmd: &UsersCommand) -> Result<(), CliError> {
             );
             println!("source:   local");
             println!("roles:    {}", display_roles(&u.roles));
+            println!("permissions: {}", display_roles(&u.permissions));
             println!(
                 "created:  {}",
                 humantime::format_rfc3339_seconds(
@@ -398,6 +456,64 @@ async fn users(config: &Config, cmd: &UsersCommand) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+async fn roles(config: &Config, cmd: &RolesCommand) -> Result<(), CliError> {
+    let dir = Directory::new(Db::open(&config.sqlite_path())?);
+    let perm_arg = |p: &String| {
+        crate::directory::canonical_permission(p)
+            .map_err(|e| CliError::Usage(format!("{p:?}: {e}")))
+    };
+    match cmd {
+        RolesCommand::Add { role, perms } => {
+            let role = name_arg(role)?;
+            let perms = perms.iter().map(perm_arg).collect::<Result<Vec<_>, _>>()?;
+            let r = dir.add_role(role, perms).await?;
+            println!(
+                "role {} (permissions: {})",
+                r.name,
+                display_roles(&r.permissions)
+            );
+        }
+        RolesCommand::Grant { user, role } => {
+            let (user, role) = (name_arg(user)?, name_arg(role)?);
+            dir.grant(user.clone(), role.clone()).await.map_err(usage)?;
+            println!("granted {role} to {user}; it takes effect at the user's next token refresh");
+        }
+        RolesCommand::Revoke { user, role } => {
+            let (user, role) = (name_arg(user)?, name_arg(role)?);
+            if !dir
+                .revoke(user.clone(), role.clone())
+                .await
+                .map_err(usage)?
+            {
+                return Err(CliError::Usage(format!(
+                    "{user} does not have the role {role}"
+                )));
+            }
+            println!(
+                "revoked {role} from {user}; it takes effect at the user's next token refresh"
+            );
+        }
+        RolesCommand::List => {
+            for r in dir.roles().await? {
+                println!(
+                    "{}\tmembers: {}\tpermissions: {}",
+                    r.name,
+                    r.members,
+                    display_roles(&r.permissions)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn usage(e: Error) -> CliError {
+    match e {
+        Error::BadRequest(m) => CliError::Usage(m.to_owned()),
+        other => CliError::Gateway(other),
+    }
 }
 
 fn display_roles(roles: &[String]) -> String {

@@ -71,12 +71,15 @@ const KEYS: &[Key] = &[
     },
     key("keys_dir", Kind::Str),
     key("auth_prefix", Kind::Str),
+    key("policy", Kind::Str),
     key("cookie_secure", Kind::Bool),
     key("log_format", Kind::Str),
     key("token.issuer", Kind::Str),
     key("token.audience", Kind::Str),
     key("token.access_ttl", Kind::Duration(30, DAY)),
     key("token.leeway", Kind::Duration(0, 300)),
+    key("token.assertion_audience", Kind::Str),
+    key("token.assertion_ttl", Kind::Duration(10, 3600)),
     key("session.refresh_idle_ttl", Kind::Duration(60, 90 * DAY)),
     key(
         "session.refresh_absolute_ttl",
@@ -88,6 +91,7 @@ const KEYS: &[Key] = &[
     key("limits.header_read_timeout", Kind::Duration(1, 600)),
     key("limits.body_read_timeout", Kind::Duration(1, 3600)),
     key("limits.upstream_timeout", Kind::Duration(1, 3600)),
+    key("limits.max_inspect_bytes", Kind::Int(1024, 1 << 30)),
     key("limits.password_hash_concurrency", Kind::Int(1, 256)),
 ];
 
@@ -123,6 +127,9 @@ pub struct TokenConfig {
     pub audience: String,
     pub access_ttl: Duration,
     pub leeway: Duration,
+    /// `aud` of the `X-Dashgate-Assertion` JWT the upstream receives.
+    pub assertion_audience: String,
+    pub assertion_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -141,6 +148,8 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub upstream_timeout: Duration,
+    /// Largest Dash callback body the gateway reads to apply `dash_outputs` rules.
+    pub max_inspect_bytes: usize,
     pub password_hash_concurrency: usize,
 }
 
@@ -151,6 +160,7 @@ pub struct Config {
     pub upstreams: Vec<http::Uri>,
     pub database: String,
     pub keys_dir: PathBuf,
+    pub policy: Option<PathBuf>,
     pub auth_prefix: String,
     pub cookie_secure: bool,
     pub log_format: LogFormat,
@@ -463,6 +473,8 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         audience: non_empty("token.audience", "dashgate")?,
         access_ttl: v.duration("token.access_ttl", "15m")?,
         leeway: v.duration("token.leeway", "30s")?,
+        assertion_audience: non_empty("token.assertion_audience", "dashgate-app")?,
+        assertion_ttl: v.duration("token.assertion_ttl", "5m")?,
     };
     let session = SessionConfig {
         refresh_idle_ttl: v.duration("session.refresh_idle_ttl", "8h")?,
@@ -482,6 +494,7 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         header_read_timeout: v.duration("limits.header_read_timeout", "10s")?,
         body_read_timeout: v.duration("limits.body_read_timeout", "30s")?,
         upstream_timeout: v.duration("limits.upstream_timeout", "60s")?,
+        max_inspect_bytes: to_usize(v.int("limits.max_inspect_bytes", 16 * 1024 * 1024)?),
         password_hash_concurrency: to_usize(
             v.int("limits.password_hash_concurrency", default_hashers)?,
         ),
@@ -492,6 +505,10 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         upstreams,
         database,
         keys_dir: PathBuf::from(v.str("keys_dir", "dashgate-keys")?),
+        policy: match v.str("policy", "")? {
+            p if p.trim().is_empty() => None,
+            p => Some(PathBuf::from(p)),
+        },
         auth_prefix,
         cookie_secure: v.bool("cookie_secure", true)?,
         log_format,

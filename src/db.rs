@@ -11,9 +11,10 @@ use crate::error::Error;
 
 /// Ordered migrations; each runs once, inside a transaction, and is recorded in
 /// `schema_migrations`. Written in the SQL subset SQLite and PostgreSQL share.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r"
 CREATE TABLE users (
     id INTEGER PRIMARY KEY,
     username TEXT NOT NULL UNIQUE,
@@ -57,7 +58,22 @@ CREATE TABLE revocations (
     PRIMARY KEY (kind, value)
 );
 ",
-)];
+    ),
+    (
+        2,
+        r"
+CREATE TABLE permissions (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE role_permissions (
+    role_id INTEGER NOT NULL REFERENCES roles(id) ON DELETE CASCADE,
+    permission_id INTEGER NOT NULL REFERENCES permissions(id) ON DELETE CASCADE,
+    PRIMARY KEY (role_id, permission_id)
+);
+",
+    ),
+];
 
 /// A handle to the database, cheap to clone. SQLite serialises writers anyway, so one
 /// connection behind a mutex, used from the blocking pool, is both simple and sufficient for
@@ -124,7 +140,7 @@ fn migrate(conn: &mut Connection) -> Result<(), Error> {
         )",
     )?;
     for (version, sql) in MIGRATIONS {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = write_tx(conn)?;
         let done: bool = tx.query_row(
             "SELECT EXISTS(SELECT 1 FROM schema_migrations WHERE version = ?1)",
             [version],
@@ -153,3 +169,10 @@ fn restrict_permissions(path: &Path) {
 
 #[cfg(not(unix))]
 fn restrict_permissions(_path: &Path) {}
+
+/// Start a transaction that writes. IMMEDIATE takes the write lock up front, so a busy
+/// database makes it wait (busy timeout) instead of failing when a read turns into a write
+/// while another process (the CLI, another gateway) has written in between.
+pub fn write_tx(c: &mut Connection) -> Result<rusqlite::Transaction<'_>, rusqlite::Error> {
+    c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}

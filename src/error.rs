@@ -122,6 +122,11 @@ impl Error {
         *resp.status_mut() = status;
         resp.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if matches!(self, Error::PayloadTooLarge | Error::RequestTimeout) {
+            // The body was not read to its end: the connection cannot carry another request.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if matches!(self, Error::Unavailable(_)) {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

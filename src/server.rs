@@ -20,12 +20,15 @@ use crate::db::Db;
 use crate::directory::Directory;
 use crate::directory::password::Hasher;
 use crate::error::Error;
-use crate::http_util::{Response, json, redirect, wants_html};
-use crate::proxy::{Proxy, headers as proxy_headers, is_upgrade};
+use crate::http_util::{Response, full, json, redirect, wants_html};
+use crate::policy::path::{NormalPath, normalize};
+use crate::policy::{PolicyHandle, Subject, Verdict, dash};
+use crate::proxy::{Proxy, headers as proxy_headers, is_upgrade, read_body};
 use crate::session::cookies::CookieNames;
-use crate::session::{Outcome, Session, Via, csrf};
+use crate::session::{Outcome, Via, csrf, secs};
 use crate::store::{RevocationSet, Store};
 use crate::token::KeySet;
+use crate::token::assertion::AssertionCache;
 
 /// hyper refuses header buffers smaller than this.
 const MIN_HEADER_BUF: usize = 8192;
@@ -34,6 +37,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How often the revocation set catches up with revocations written by other processes
 /// (`dashgate users disable` from the CLI).
 const REVOCATION_POLL: Duration = Duration::from_secs(1);
+/// How often the policy file is checked for changes.
+const POLICY_POLL: Duration = Duration::from_secs(1);
 
 /// Everything a request may need, shared by all connections.
 pub struct Gateway {
@@ -46,6 +51,8 @@ pub struct Gateway {
     pub revocations: RevocationSet,
     pub hasher: Hasher,
     pub proxy: Proxy,
+    pub policy: PolicyHandle,
+    pub assertions: AssertionCache,
 }
 
 impl Gateway {
@@ -54,6 +61,8 @@ impl Gateway {
         let db = Db::open(&config.sqlite_path())?;
         let keys = KeySet::load_or_create(&config.keys_dir)?;
         let hasher = Hasher::new(config.limits.password_hash_concurrency)?;
+        let policy = PolicyHandle::load(config.policy.as_deref())
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let proxy = Proxy::new(
             config.upstreams.clone(),
             config.limits.upstream_timeout,
@@ -68,6 +77,8 @@ impl Gateway {
             keys,
             hasher,
             proxy,
+            policy,
+            assertions: AssertionCache::default(),
             config,
         })
     }
@@ -87,6 +98,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         .map_err(|e| Error::Internal(e.to_string()))?;
     tracing::info!(listen = %local, upstreams = ?gw.config.upstreams.iter().map(ToString::to_string).collect::<Vec<_>>(), "dashgate is serving");
     tokio::spawn(revocation_sync(Arc::clone(&gw)));
+    tokio::spawn(policy_watch(Arc::clone(&gw)));
 
     // Each connection holds a clone of `alive`; when all are gone, draining is complete.
     let (alive, mut drained) = tokio::sync::mpsc::channel::<()>(1);
@@ -200,6 +212,57 @@ async fn revocation_sync(gw: Arc<Gateway>) {
     }
 }
 
+/// Reload the policy when its file changes (checked every second) or on SIGHUP. A new policy
+/// that does not validate is reported and the running one stays.
+async fn policy_watch(gw: Arc<Gateway>) {
+    // SIGHUP is handled even without a policy file, so it never kills the gateway.
+    let path = gw.policy.path().map(|p| p.display().to_string());
+    if let Some(p) = &path {
+        tracing::info!(policy = %p, rules = gw.policy.current().rule_count(), "policy loaded");
+    }
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut last_error: Option<String> = None;
+    loop {
+        #[cfg(unix)]
+        let forced = {
+            let hup_recv = async {
+                match hup.as_mut() {
+                    Some(h) => {
+                        h.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = hup_recv => true,
+                () = tokio::time::sleep(POLICY_POLL) => false,
+            }
+        };
+        #[cfg(not(unix))]
+        let forced = {
+            tokio::time::sleep(POLICY_POLL).await;
+            false
+        };
+        let Some(path) = &path else { continue };
+        match gw.policy.reload(forced) {
+            Ok(changed) => {
+                if changed {
+                    tracing::info!(policy = %path, rules = gw.policy.current().rule_count(), "policy reloaded");
+                }
+                last_error = None;
+            }
+            Err(e) => {
+                let message = e.to_string();
+                if forced || last_error.as_ref() != Some(&message) {
+                    tracing::error!(error = %message, "new policy rejected; the previous policy stays in force");
+                }
+                last_error = Some(message);
+            }
+        }
+    }
+}
+
 /// One request, start to end. Every error becomes a response here.
 pub async fn handle(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Response {
     let html = wants_html(req.headers(), req.uri().path());
@@ -268,48 +331,115 @@ async fn proxy_request(
     if declared_len.is_some_and(|n| n > gw.config.limits.max_body_bytes) {
         return Err(Error::PayloadTooLarge);
     }
+    let path =
+        normalize(req.uri().path()).map_err(|_| Error::BadRequest("malformed request path"))?;
+    let policy = gw.policy.current();
+    let method = req.method().clone();
+    let callback = method == Method::POST
+        && path.last() == Some(dash::UPDATE_COMPONENT)
+        && policy.inspects_callbacks();
+    let public = policy.is_public(&path.segments, &method);
 
-    let session = match gw.authenticate(req.headers(), now).await? {
-        Outcome::Authenticated(s) => s,
-        Outcome::Anonymous { clear } => return Ok(unauthenticated(gw, &req, clear)),
+    // Public paths are served without looking at credentials, unless a callback body must be
+    // checked against rules that may need to know the user.
+    let session = if public && !callback {
+        None
+    } else {
+        match gw.authenticate(req.headers(), now).await? {
+            Outcome::Authenticated(s) => Some(s),
+            Outcome::Anonymous { .. } if public => None,
+            Outcome::Anonymous { clear } => return Ok(unauthenticated(gw, &req, clear)),
+        }
     };
-    if !is_safe_method(req.method()) {
-        gw.check_csrf(req.headers(), &session, now)?;
+    if let Some(s) = &session {
+        if !is_safe_method(&method) {
+            gw.check_csrf(req.headers(), s, now)?;
+        }
     }
+    let who = session.as_ref().map(|s| &s.claims as &dyn Subject);
+    let user = session.as_ref().map(|s| s.claims.sub.clone());
+    enforce(
+        &method,
+        &path,
+        policy.check_path(&path.segments, &method, who),
+        user.as_deref(),
+    )?;
+
     let upgrade = is_upgrade(&req);
     if upgrade {
         // Cross-site WebSocket hijacking: browsers send cookies on cross-site handshakes.
         csrf::check_origin(req.headers())?;
     }
-
-    let Session {
-        claims,
-        via,
-        set_cookies,
-    } = session;
     let host = req.headers().get(header::HOST).cloned();
     let upgrade_header = req.headers().get(header::UPGRADE).cloned();
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
+
+    let body = if callback {
+        let limits = &gw.config.limits;
+        let bytes = read_body(body, limits.max_inspect_bytes, limits.body_read_timeout).await?;
+        let cb = dash::parse(&bytes).map_err(|e| {
+            tracing::debug!(error = %e, "refused a Dash callback");
+            Error::BadRequest("malformed Dash callback")
+        })?;
+        enforce(
+            &method,
+            &path,
+            policy.check_outputs(&cb.outputs, who),
+            user.as_deref(),
+        )?;
+        for page in &cb.page_paths {
+            let page_path =
+                normalize(page).map_err(|_| Error::BadRequest("malformed page path"))?;
+            let verdict = policy.check_path(&page_path.segments, &Method::GET, who);
+            enforce(&method, &page_path, verdict, user.as_deref())?;
+        }
+        full(bytes)
+    } else {
+        gw.proxy.stream_body(body)
+    };
+
     proxy_headers::sanitize_request(&mut parts.headers, &gw.cookies);
-    if via == Via::Bearer {
+    if session.as_ref().is_some_and(|s| s.via == Via::Bearer) {
         // The token is the gateway's, not the app's.
         parts.headers.remove(header::AUTHORIZATION);
     }
     if let (true, Some(u)) = (upgrade, upgrade_header) {
         parts.headers.insert(header::UPGRADE, u);
     }
+    let assertion = match &session {
+        Some(s) => Some(gw.assertions.get(
+            &gw.keys,
+            &s.claims,
+            &gw.config.token.assertion_audience,
+            secs(gw.config.token.assertion_ttl),
+            now,
+        )?),
+        None => None,
+    };
     proxy_headers::add_forwarding(
         &mut parts.headers,
         &proxy_headers::Forwarded {
             client_ip: peer.ip().to_string(),
             proto: "http",
             host,
-            user: Some(&claims.sub),
-            roles: &claims.roles,
+            identity: session.as_ref().map(|s| proxy_headers::Identity {
+                user: &s.claims.sub,
+                roles: &s.claims.roles,
+                permissions: &s.claims.permissions,
+                assertion: assertion.as_deref(),
+            }),
         },
     );
-    let body = gw.proxy.stream_body(body);
+    // The upstream receives the path the policy was checked against.
+    let target = match parts.uri.query() {
+        Some(q) => format!("{}?{q}", path.forward),
+        None => path.forward.clone(),
+    };
+    parts.uri = target
+        .parse()
+        .map_err(|_| Error::BadRequest("malformed request target"))?;
+    let set_cookies = session.map(|s| s.set_cookies).unwrap_or_default();
     let mut resp = gw
         .proxy
         .forward(Request::from_parts(parts, body), client_upgrade)
@@ -319,6 +449,23 @@ async fn proxy_request(
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
     Ok(resp)
+}
+
+/// Turn a policy verdict into "go on" or the error response, and log refusals.
+fn enforce(
+    method: &Method,
+    path: &NormalPath,
+    verdict: Verdict,
+    user: Option<&str>,
+) -> Result<(), Error> {
+    match verdict {
+        Verdict::Allow => Ok(()),
+        Verdict::NeedLogin => Err(Error::Unauthenticated),
+        Verdict::Forbidden(rule) => {
+            tracing::info!(event = "forbidden", user = user.unwrap_or("-"), path = %path.forward, method = %method, rule = %rule, "request refused by policy");
+            Err(Error::Forbidden("you do not have access to this page"))
+        }
+    }
 }
 
 /// The upstream must not overwrite the gateway's cookies (an app with its own `_csrf_token`

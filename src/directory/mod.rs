@@ -19,7 +19,17 @@ pub struct User {
     pub username: String,
     pub disabled: bool,
     pub roles: Vec<String>,
+    /// Effective permissions: the union of the roles' permissions, sorted.
+    pub permissions: Vec<String>,
     pub created_at: i64,
+}
+
+/// A role with its permissions and how many users hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    pub name: String,
+    pub permissions: Vec<String>,
+    pub members: i64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -47,6 +57,25 @@ pub fn canonical_name(raw: &str) -> Result<String, NameError> {
         Err(NameError::Invalid)
     }
 }
+
+/// Canonical form of a permission: lower case `a-z 0-9 : . _ -`, 1 to 64 characters, starting
+/// with a letter or digit (`salaries:read`).
+pub fn canonical_permission(raw: &str) -> Result<String, PermissionNameError> {
+    let p = raw.trim().to_ascii_lowercase();
+    let ok = !p.is_empty()
+        && p.len() <= MAX_USERNAME_LEN
+        && p.as_bytes()[0].is_ascii_alphanumeric()
+        && p.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b':' | b'.' | b'_' | b'-')
+        });
+    if ok { Ok(p) } else { Err(PermissionNameError) }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "permissions are 1 to 64 characters of a-z, 0-9, ':', '.', '_' and '-', starting with a letter or digit"
+)]
+pub struct PermissionNameError;
 
 /// Users and roles in the embedded database.
 #[derive(Clone)]
@@ -79,6 +108,7 @@ impl Directory {
                                     username: r.get(1)?,
                                     disabled: r.get::<_, i64>(2)? != 0,
                                     roles: Vec::new(),
+                                    permissions: Vec::new(),
                                     created_at: r.get(3)?,
                                 },
                                 r.get::<_, String>(4)?,
@@ -89,7 +119,7 @@ impl Directory {
                 let Some((mut user, password_hash)) = row else {
                     return Ok(None);
                 };
-                user.roles = roles_of(c, user.id)?;
+                fill_access(c, &mut user)?;
                 Ok(Some(Credentials { user, password_hash }))
             })
             .await
@@ -132,7 +162,7 @@ impl Directory {
     ) -> Result<User, Error> {
         self.db
             .call(move |c| {
-                let tx = c.transaction()?;
+                let tx = crate::db::write_tx(c)?;
                 let now = clock::now();
                 let exists: bool = tx.query_row(
                     "SELECT EXISTS(SELECT 1 FROM users WHERE username = ?1)",
@@ -188,6 +218,67 @@ impl Directory {
             .await
     }
 
+    /// Create a role (if new) and add permissions to it.
+    pub async fn add_role(&self, role: String, permissions: Vec<String>) -> Result<Role, Error> {
+        self.db
+            .call(move |c| {
+                let tx = crate::db::write_tx(c)?;
+                let now = clock::now();
+                tx.execute(
+                    "INSERT INTO roles (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                    params![role, now],
+                )?;
+                for p in &permissions {
+                    tx.execute("INSERT INTO permissions (name) VALUES (?1) ON CONFLICT (name) DO NOTHING", [p])?;
+                    tx.execute(
+                        "INSERT INTO role_permissions (role_id, permission_id)
+                         SELECT r.id, p.id FROM roles r, permissions p WHERE r.name = ?1 AND p.name = ?2
+                         ON CONFLICT DO NOTHING",
+                        params![role, p],
+                    )?;
+                }
+                let r = roles(&tx, Some(&role))?
+                    .pop()
+                    .ok_or_else(|| Error::Internal("role vanished after insert".to_owned()))?;
+                tx.commit()?;
+                Ok(r)
+            })
+            .await
+    }
+
+    /// Every role with its permissions and member count.
+    pub async fn roles(&self) -> Result<Vec<Role>, Error> {
+        self.db.call(|c| roles(c, None)).await
+    }
+
+    /// Give `username` the existing role `role`. Errors name what is missing.
+    pub async fn grant(&self, username: String, role: String) -> Result<(), Error> {
+        self.db
+            .call(move |c| {
+                let (uid, rid) = user_and_role(c, &username, &role)?;
+                c.execute(
+                    "INSERT INTO user_roles (user_id, role_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    params![uid, rid],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Take `role` away from `username`. Returns false if the user did not hold it.
+    pub async fn revoke(&self, username: String, role: String) -> Result<bool, Error> {
+        self.db
+            .call(move |c| {
+                let (uid, rid) = user_and_role(c, &username, &role)?;
+                let n = c.execute(
+                    "DELETE FROM user_roles WHERE user_id = ?1 AND role_id = ?2",
+                    params![uid, rid],
+                )?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
     /// Delete a user (their refresh families go with them). Returns false if absent.
     pub async fn remove(&self, username: String) -> Result<bool, Error> {
         self.db
@@ -212,6 +303,7 @@ fn user_where<P: rusqlite::ToSql>(
                 username: r.get(1)?,
                 disabled: r.get::<_, i64>(2)? != 0,
                 roles: Vec::new(),
+                permissions: Vec::new(),
                 created_at: r.get(3)?,
             })
         })
@@ -219,8 +311,22 @@ fn user_where<P: rusqlite::ToSql>(
     let Some(mut user) = user else {
         return Ok(None);
     };
-    user.roles = roles_of(c, user.id)?;
+    fill_access(c, &mut user)?;
     Ok(Some(user))
+}
+
+fn fill_access(c: &Connection, user: &mut User) -> Result<(), Error> {
+    user.roles = roles_of(c, user.id)?;
+    let mut stmt = c.prepare_cached(
+        "SELECT DISTINCT p.name FROM permissions p
+         JOIN role_permissions rp ON rp.permission_id = p.id
+         JOIN user_roles ur ON ur.role_id = rp.role_id
+         WHERE ur.user_id = ?1 ORDER BY p.name",
+    )?;
+    user.permissions = stmt
+        .query_map([user.id], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(())
 }
 
 fn roles_of(c: &Connection, user_id: i64) -> Result<Vec<String>, Error> {
@@ -231,6 +337,48 @@ fn roles_of(c: &Connection, user_id: i64) -> Result<Vec<String>, Error> {
         .query_map([user_id], |r| r.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(roles)
+}
+
+fn user_and_role(c: &Connection, username: &str, role: &str) -> Result<(i64, i64), Error> {
+    let uid: Option<i64> = c
+        .query_row(
+            "SELECT id FROM users WHERE username = ?1",
+            [username],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let rid: Option<i64> = c
+        .query_row("SELECT id FROM roles WHERE name = ?1", [role], |r| r.get(0))
+        .optional()?;
+    match (uid, rid) {
+        (None, _) => Err(Error::BadRequest("no such user")),
+        (_, None) => Err(Error::BadRequest(
+            "no such role (create it with `roles add`)",
+        )),
+        (Some(u), Some(r)) => Ok((u, r)),
+    }
+}
+
+fn roles(c: &Connection, only: Option<&str>) -> Result<Vec<Role>, Error> {
+    let mut stmt = c.prepare(
+        "SELECT r.name,
+                (SELECT COUNT(*) FROM user_roles ur WHERE ur.role_id = r.id),
+                (SELECT GROUP_CONCAT(name, ',') FROM (SELECT p.name AS name FROM permissions p
+                    JOIN role_permissions rp ON rp.permission_id = p.id
+                    WHERE rp.role_id = r.id ORDER BY p.name))
+         FROM roles r WHERE (?1 IS NULL OR r.name = ?1) ORDER BY r.name",
+    )?;
+    let rows = stmt.query_map([only], |r| {
+        let perms: Option<String> = r.get(2)?;
+        Ok(Role {
+            name: r.get(0)?,
+            members: r.get(1)?,
+            permissions: perms
+                .map(|p| p.split(',').map(str::to_owned).collect())
+                .unwrap_or_default(),
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 fn grant(c: &Connection, user_id: i64, role: &str, now: i64) -> Result<(), Error> {

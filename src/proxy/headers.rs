@@ -76,13 +76,21 @@ pub fn sanitize_request(headers: &mut HeaderMap, names: &CookieNames) {
     cookies::strip_ours(headers, names);
 }
 
+/// Who the user is, as the upstream learns it.
+pub struct Identity<'a> {
+    pub user: &'a str,
+    pub roles: &'a [String],
+    pub permissions: &'a [String],
+    /// `X-Dashgate-Assertion`: the same facts, signed.
+    pub assertion: Option<&'a str>,
+}
+
 /// What the gateway tells the upstream about the original request and the user.
 pub struct Forwarded<'a> {
     pub client_ip: String,
     pub proto: &'static str,
     pub host: Option<HeaderValue>,
-    pub user: Option<&'a str>,
-    pub roles: &'a [String],
+    pub identity: Option<Identity<'a>>,
 }
 
 pub fn add_forwarding(headers: &mut HeaderMap, f: &Forwarded<'_>) {
@@ -93,17 +101,23 @@ pub fn add_forwarding(headers: &mut HeaderMap, f: &Forwarded<'_>) {
     if let Some(h) = &f.host {
         headers.insert("x-forwarded-host", h.clone());
     }
-    let Some(user) = f.user else { return };
-    // Names and roles are canonical (a-z, 0-9, . _ - @) so they are valid header values.
-    if let Ok(v) = HeaderValue::from_str(user) {
-        headers.insert("x-forwarded-user", v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&f.roles.join(",")) {
-        headers.insert("x-forwarded-roles", v);
-    }
-    let data = serde_json::json!({"username": user, "roles": f.roles});
-    if let Ok(v) = HeaderValue::from_str(&data.to_string()) {
-        headers.insert("plotly-user-data", v);
+    let Some(id) = &f.identity else { return };
+    // Names, roles and permissions are canonical (a-z, 0-9 and a few marks), so they are
+    // valid header values and cannot smuggle separators.
+    let mut put = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    put("x-forwarded-user", id.user);
+    put("x-forwarded-roles", &id.roles.join(","));
+    put("x-forwarded-permissions", &id.permissions.join(","));
+    put(
+        "plotly-user-data",
+        &serde_json::json!({"username": id.user, "roles": id.roles}).to_string(),
+    );
+    if let Some(a) = id.assertion {
+        put("x-dashgate-assertion", a);
     }
 }
 

@@ -95,6 +95,7 @@ impl Gateway {
             aud: self.config.token.audience.clone(),
             sub: user.username.clone(),
             roles: user.roles.clone(),
+            permissions: user.permissions.clone(),
             sid: family.id.clone(),
             jti: crate::token::random_id()?,
             iat: now,

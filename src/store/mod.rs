@@ -71,7 +71,7 @@ impl Store {
         let f = family.clone();
         self.db
             .call(move |c| {
-                let tx = c.transaction()?;
+                let tx = crate::db::write_tx(c)?;
                 tx.execute(
                     "INSERT INTO refresh_families (id, user_id, created_at, absolute_expires_at) VALUES (?1, ?2, ?3, ?4)",
                     params![f.id, f.user_id, now, f.absolute_expires_at],
@@ -99,7 +99,7 @@ impl Store {
         let (new_token, new_hash) = refresh::generate()?;
         self.db
             .call(move |c| {
-                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let tx = crate::db::write_tx(c)?;
                 let row = tx
                     .query_row(
                         "SELECT t.family_id, t.idle_expires_at, t.rotated_at, f.user_id, f.absolute_expires_at, f.revoked_at
@@ -197,7 +197,7 @@ impl Store {
     ) -> Result<Vec<String>, Error> {
         self.db
             .call(move |c| {
-                let tx = c.transaction()?;
+                let tx = crate::db::write_tx(c)?;
                 let ids = {
                     let mut stmt = tx.prepare(
                         "SELECT id FROM refresh_families WHERE user_id = ?1 AND revoked_at IS NULL",

@@ -106,6 +106,7 @@ mod tests {
             aud: "a".into(),
             sub: "bob".into(),
             roles: vec![],
+            permissions: vec![],
             sid: "s1".into(),
             jti: "j1".into(),
             iat,

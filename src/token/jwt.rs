@@ -66,6 +66,8 @@ pub struct AccessClaims {
     pub aud: String,
     pub sub: String,
     pub roles: Vec<String>,
+    /// Effective permissions of the roles, so authorization needs no database lookup.
+    pub permissions: Vec<String>,
     /// Session (refresh family) id; binds CSRF tokens and revocation.
     pub sid: String,
     pub jti: String,

@@ -1,6 +1,7 @@
 //! Tokens: the access JWT (issue and verify), the gateway's signing keys and JWKS, and opaque
 //! refresh tokens.
 
+pub mod assertion;
 pub mod jwt;
 pub mod keys;
 pub mod refresh;

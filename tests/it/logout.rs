@@ -167,5 +167,47 @@ async fn disabling_a_user_ends_sessions_in_a_running_gateway() -> TestResult {
             .status(),
         401
     );
+    // Re-enabled at once, the user can sign in and use the new session straight away: the
+    // revocation named the old sessions, not "everything issued this second".
+    assert!(
+        gw.cli(&["users", "enable", "alice"], None)?
+            .status
+            .success()
+    );
+    let fresh = gw.login("alice", PASSWORD).await?;
+    assert_eq!(
+        c.get(gw.url("/x"))
+            .header("cookie", fresh.header())
+            .send()
+            .await?
+            .status(),
+        200
+    );
+    assert!(
+        gw.cli(
+            &["users", "passwd", "alice", "--password-stdin"],
+            Some("another long password\n")
+        )?
+        .status
+        .success()
+    );
+    let after = gw.login("alice", "another long password").await?;
+    assert_eq!(
+        c.get(gw.url("/x"))
+            .header("cookie", after.header())
+            .send()
+            .await?
+            .status(),
+        200
+    );
+    let ended = crate::support::eventually(std::time::Duration::from_secs(5), || {
+        let req = c.get(gw.url("/x")).header("cookie", fresh.header());
+        async move { req.send().await.is_ok_and(|r| r.status() == 401) }
+    })
+    .await;
+    assert!(
+        ended,
+        "a password change ends the sessions that existed before it"
+    );
     Ok(())
 }

@@ -8,5 +8,6 @@ mod cli;
 mod csrf;
 mod login;
 mod logout;
+mod policy;
 mod proxy;
 mod sessions;

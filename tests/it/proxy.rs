@@ -103,15 +103,26 @@ async fn forwards_identity_and_strips_forgeries() -> TestResult {
         data,
         serde_json::json!({"username": "alice", "roles": ["viewer"]})
     );
+    assert_eq!(
+        h["x-forwarded-permissions"],
+        serde_json::json!([""]),
+        "the gateway's value, not the client's"
+    );
+    let assertion = h["x-dashgate-assertion"].as_array().ok_or("no assertion")?;
+    assert!(
+        assertion.len() == 1
+            && assertion[0]
+                .as_str()
+                .is_some_and(|a| a.split('.').count() == 3)
+    );
     for gone in [
         "x_forwarded_user",
         "x_forwarded_roles",
         "x-forwarded-email",
         "plotly_user_data",
-        "x-dashgate-assertion",
+        "x_dashgate_assertion",
         "forwarded",
         "x-real-ip",
-        "x-forwarded-permissions",
     ] {
         assert!(h.get(gone).is_none(), "{gone} leaked: {h}");
     }

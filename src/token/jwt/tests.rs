@@ -15,6 +15,7 @@ fn claims() -> AccessClaims {
         aud: "dashgate".into(),
         sub: "alice".into(),
         roles: vec!["viewer".into()],
+        permissions: vec!["reports:read".into()],
         sid: "sid1".into(),
         jti: "jti1".into(),
         iat: NOW,

@@ -60,6 +60,7 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     pub args: Vec<String>,
     pub config: Option<String>,
+    pub policy: Option<String>,
 }
 
 impl Options {
@@ -69,6 +70,7 @@ impl Options {
             env: Vec::new(),
             args: Vec::new(),
             config: None,
+            policy: None,
         }
     }
     pub fn env(mut self, k: &str, v: &str) -> Options {
@@ -79,6 +81,12 @@ impl Options {
         self.args.push(a.to_owned());
         self
     }
+    /// Serve with this policy, written to `policy.toml` in the gateway's directory.
+    pub fn policy(mut self, toml: &str) -> Options {
+        self.policy = Some(toml.to_owned());
+        self
+    }
+
     pub fn config(mut self, toml: &str) -> Options {
         self.config = Some(toml.to_owned());
         self
@@ -104,6 +112,12 @@ impl Gateway {
             let p = dir.path().join("dashgate.toml");
             std::fs::write(&p, toml)?;
             args.push("--config".to_owned());
+            args.push(p.display().to_string());
+        }
+        if let Some(policy) = &opts.policy {
+            let p = dir.path().join("policy.toml");
+            std::fs::write(&p, policy)?;
+            args.push("--policy".to_owned());
             args.push(p.display().to_string());
         }
         args.extend(opts.args.iter().cloned());

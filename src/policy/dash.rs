@@ -1,0 +1,246 @@
+//! Reading Dash callback requests (`POST …/_dash-update-component`): which component ids a
+//! callback writes to, and which page a Dash Pages navigation asks for.
+//!
+//! Dash picks the callback to run from the body's `output` key, so that key is the authority;
+//! the concrete ids in `outputs` are checked as well. A body that cannot be read is refused —
+//! never treated as "no outputs".
+
+use serde_json::{Map, Value};
+
+/// Last path segment of Dash's callback endpoint.
+pub const UPDATE_COMPONENT: &str = "_dash-update-component";
+/// Id of the `dcc.Location` and of the content div of a Dash Pages `page_container`.
+const PAGES_LOCATION: &str = "_pages_location";
+const PAGES_CONTENT: &str = "_pages_content";
+
+/// A component id: a string, or a pattern-matching dict (keys sorted, canonical).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComponentId {
+    Str(String),
+    Dict(Map<String, Value>),
+}
+
+impl ComponentId {
+    /// Canonical text: the string itself, or compact JSON with sorted keys (as Dash writes it).
+    pub fn canonical(&self) -> String {
+        match self {
+            ComponentId::Str(s) => s.clone(),
+            ComponentId::Dict(m) => Value::Object(m.clone()).to_string(),
+        }
+    }
+
+    fn from_value(v: &Value) -> Result<ComponentId, DashError> {
+        match v {
+            Value::String(s) => Ok(ComponentId::Str(s.clone())),
+            Value::Object(m) => Ok(ComponentId::Dict(m.clone())),
+            _ => Err(DashError("component id must be a string or an object")),
+        }
+    }
+}
+
+/// A callback body the gateway could not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed Dash callback: {0}")]
+pub struct DashError(pub &'static str);
+
+/// What a callback request asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Callback {
+    /// Every output id named by the `output` key and by `outputs`.
+    pub outputs: Vec<ComponentId>,
+    /// Page paths this request would render (Dash Pages routing callback).
+    pub page_paths: Vec<String>,
+}
+
+/// Parse a `_dash-update-component` body.
+pub fn parse(body: &[u8]) -> Result<Callback, DashError> {
+    let v: Value = serde_json::from_slice(body).map_err(|_| DashError("body is not JSON"))?;
+    let obj = v.as_object().ok_or(DashError("body is not an object"))?;
+    let key = obj
+        .get("output")
+        .and_then(Value::as_str)
+        .ok_or(DashError("missing `output`"))?;
+    let mut cb = Callback {
+        outputs: parse_output_key(key)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect(),
+        page_paths: Vec::new(),
+    };
+    let outputs = obj.get("outputs").ok_or(DashError("missing `outputs`"))?;
+    collect_ids(outputs, &mut cb.outputs, 0)?;
+    let inputs = obj
+        .get("inputs")
+        .and_then(Value::as_array)
+        .ok_or(DashError("missing `inputs`"))?;
+    let state = match obj.get("state") {
+        None | Some(Value::Null) => &[][..],
+        Some(Value::Array(a)) => a.as_slice(),
+        Some(_) => return Err(DashError("`state` must be a list")),
+    };
+
+    let is_pages = cb
+        .outputs
+        .iter()
+        .any(|id| matches!(id, ComponentId::Str(s) if s == PAGES_CONTENT));
+    if is_pages {
+        // Dash passes inputs to the function by position and does not check their ids, so the
+        // router's first argument is the pathname whatever id the client wrote.
+        match inputs.first() {
+            Some(Value::Object(item)) => push_path(item.get("value"), &mut cb.page_paths)?,
+            _ => return Err(DashError("Dash Pages callback without a pathname input")),
+        }
+    }
+    for item in inputs.iter().chain(state) {
+        for_each_item(item, 0, &mut |o| {
+            let is_location = o.get("id").and_then(Value::as_str) == Some(PAGES_LOCATION);
+            if is_location && o.get("property").and_then(Value::as_str) == Some("pathname") {
+                push_path(o.get("value"), &mut cb.page_paths)?;
+            }
+            Ok(())
+        })?;
+    }
+    cb.page_paths.sort();
+    cb.page_paths.dedup();
+    Ok(cb)
+}
+
+fn push_path(v: Option<&Value>, out: &mut Vec<String>) -> Result<(), DashError> {
+    match v {
+        // Before the location is known Dash renders the root page.
+        None | Some(Value::Null) => out.push("/".to_owned()),
+        Some(Value::String(s)) => out.push(s.clone()),
+        Some(_) => return Err(DashError("pathname must be a string")),
+    }
+    Ok(())
+}
+
+/// Called for every callback item (an object with `id`, `property`, `value`).
+type ItemVisitor<'a> = dyn FnMut(&Map<String, Value>) -> Result<(), DashError> + 'a;
+
+/// Walk an item or nested lists of items (`ALL` wildcards produce lists).
+fn for_each_item(v: &Value, depth: usize, f: &mut ItemVisitor<'_>) -> Result<(), DashError> {
+    if depth > 4 {
+        return Err(DashError("nested too deeply"));
+    }
+    match v {
+        Value::Object(o) => f(o),
+        Value::Array(items) => items
+            .iter()
+            .try_for_each(|i| for_each_item(i, depth + 1, f)),
+        _ => Err(DashError("callback item must be an object or a list")),
+    }
+}
+
+fn collect_ids(v: &Value, out: &mut Vec<ComponentId>, depth: usize) -> Result<(), DashError> {
+    for_each_item(v, depth, &mut |o| {
+        let id = o.get("id").ok_or(DashError("output without `id`"))?;
+        out.push(ComponentId::from_value(id)?);
+        Ok(())
+    })
+}
+
+/// Split a callback key into `(id, property)` pairs.
+///
+/// `"out.children"`; multi-output `"..a.children...b.children.."`; dict ids as compact JSON
+/// (`"{\"index\":[\"MATCH\"],\"type\":\"row\"}.children"`); `allow_duplicate` outputs end in
+/// `@<hash>`; a key without any `.` belongs to a callback without outputs.
+pub fn parse_output_key(key: &str) -> Result<Vec<(ComponentId, String)>, DashError> {
+    let parts = match key.strip_prefix("..").and_then(|k| k.strip_suffix("..")) {
+        Some(inner) if key.len() >= 4 => split_outside_json(inner, "...")?,
+        _ => vec![key],
+    };
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(DashError("empty output in key"));
+    }
+    if parts.len() == 1 && find_last_dot(parts[0])?.is_none() && !parts[0].starts_with('{') {
+        return Ok(Vec::new()); // no_output callback: a bare hash
+    }
+    parts
+        .into_iter()
+        .map(|part| {
+            let dot = find_last_dot(part)?.ok_or(DashError("output without a property"))?;
+            let (id, prop) = (&part[..dot], &part[dot + 1..]);
+            let prop = prop.split('@').next().unwrap_or(prop);
+            if id.is_empty() || prop.is_empty() {
+                return Err(DashError("empty output id or property"));
+            }
+            let id = if id.starts_with('{') || id.starts_with('[') {
+                let v: Value = serde_json::from_str(id)
+                    .map_err(|_| DashError("output dict id is not JSON"))?;
+                ComponentId::from_value(&v)?
+            } else {
+                ComponentId::Str(id.replace("\\.", "."))
+            };
+            Ok((id, prop.to_owned()))
+        })
+        .collect()
+}
+
+/// Byte offsets of top-level text, skipping JSON objects and strings inside dict ids.
+fn scan(s: &str, mut visit: impl FnMut(usize)) -> Result<(), DashError> {
+    let bytes = s.as_bytes();
+    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' if depth > 0 => in_str = true,
+            b'{' => depth += 1,
+            b'}' => {
+                depth = depth
+                    .checked_sub(1)
+                    .ok_or(DashError("unbalanced braces in output key"))?
+            }
+            _ if depth == 0 => visit(i),
+            _ => {}
+        }
+    }
+    if depth != 0 || in_str {
+        return Err(DashError("unbalanced braces in output key"));
+    }
+    Ok(())
+}
+
+fn split_outside_json<'a>(s: &'a str, sep: &str) -> Result<Vec<&'a str>, DashError> {
+    let mut cuts = Vec::new();
+    let mut skip_until = 0;
+    scan(s, |i| {
+        if i >= skip_until
+            && s.as_bytes()[i..].starts_with(sep.as_bytes())
+            && !(i > 0 && s.as_bytes()[i - 1] == b'\\')
+        {
+            cuts.push(i);
+            skip_until = i + sep.len();
+        }
+    })?;
+    let mut parts = Vec::with_capacity(cuts.len() + 1);
+    let mut start = 0;
+    for c in cuts {
+        parts.push(&s[start..c]);
+        start = c + sep.len();
+    }
+    parts.push(&s[start..]);
+    Ok(parts)
+}
+
+/// The last top-level `.` that is not escaped as `\.`.
+fn find_last_dot(s: &str) -> Result<Option<usize>, DashError> {
+    let mut last = None;
+    scan(s, |i| {
+        if s.as_bytes()[i] == b'.' && !(i > 0 && s.as_bytes()[i - 1] == b'\\') {
+            last = Some(i);
+        }
+    })?;
+    Ok(last)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,550 @@
+//! Authorization policy: ordered path rules (first match wins) and Dash callback-output rules
+//! (every matching rule must pass), loaded from a TOML file, validated with errors that name
+//! the rule and the field, and reloaded without a restart.
+
+pub mod dash;
+pub mod matcher;
+pub mod path;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use http::Method;
+use serde_json::Value as Json;
+use toml::Value;
+
+use crate::directory::{canonical_name, canonical_permission};
+use dash::ComponentId;
+use matcher::{PathMatcher, Segment};
+
+/// An invalid policy file; the message names the rule and the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("policy {file}: {message}")]
+pub struct PolicyError {
+    pub file: String,
+    pub message: String,
+}
+
+/// What applies to paths no rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Default {
+    /// Any signed-in user.
+    Authenticated,
+    /// Nobody (403 for signed-in users).
+    Deny,
+}
+
+/// Who is asking: the roles and permissions carried by the access token.
+pub trait Subject: Sync {
+    fn has_role(&self, role: &str) -> bool;
+    fn has_permission(&self, perm: &str) -> bool;
+}
+
+impl Subject for crate::token::AccessClaims {
+    fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+    fn has_permission(&self, perm: &str) -> bool {
+        self.permissions.iter().any(|p| p == perm)
+    }
+}
+
+/// One rule of the file.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// 1-based position in the file, for messages and logs.
+    pub number: usize,
+    pub public: bool,
+    /// Any of these roles (empty: no role needed).
+    pub roles: Vec<String>,
+    /// All of these permissions.
+    pub permissions: Vec<String>,
+    /// Only for these methods (None: all).
+    pub methods: Option<Vec<Method>>,
+}
+
+impl Rule {
+    fn allows(&self, who: &dyn Subject) -> bool {
+        (self.roles.is_empty() || self.roles.iter().any(|r| who.has_role(r)))
+            && self.permissions.iter().all(|p| who.has_permission(p))
+    }
+
+    fn applies_to(&self, method: &Method) -> bool {
+        self.methods.as_ref().is_none_or(|ms| {
+            ms.iter()
+                .any(|m| m == method || (m == Method::GET && method == Method::HEAD))
+        })
+    }
+}
+
+/// The outcome of a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    /// Nobody is signed in and this needs someone.
+    NeedLogin,
+    /// Signed in, not allowed; names the rule (`rule 3`, `default`).
+    Forbidden(String),
+}
+
+/// A pattern of a `dash_outputs` rule.
+#[derive(Debug, Clone)]
+enum OutputPattern {
+    /// `*` wildcards, matched against string ids and the canonical JSON of dict ids.
+    Glob(String),
+    /// A table: matches dict ids whose listed keys have these values (strings may use `*`;
+    /// a wildcard in the id, like `["MATCH"]`, matches anything).
+    Dict(Vec<(String, Json)>),
+}
+
+/// A validated policy.
+#[derive(Debug)]
+pub struct Policy {
+    pub default: Default,
+    rules: Vec<Rule>,
+    paths: PathMatcher,
+    exact_outputs: HashMap<String, Vec<usize>>,
+    pattern_outputs: Vec<(OutputPattern, usize)>,
+    restricts_paths: bool,
+}
+
+impl std::default::Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            default: Default::Authenticated,
+            rules: Vec::new(),
+            paths: PathMatcher::default(),
+            exact_outputs: HashMap::new(),
+            pattern_outputs: Vec::new(),
+            restricts_paths: false,
+        }
+    }
+}
+
+impl Policy {
+    /// Read and validate a policy file.
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
+            file: path.display().to_string(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Policy::parse(&text).map_err(|message| PolicyError {
+            file: path.display().to_string(),
+            message,
+        })
+    }
+
+    /// Parse policy text.
+    pub fn parse(text: &str) -> Result<Policy, String> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+        let mut policy = Policy::default();
+        for (k, v) in &table {
+            match (k.as_str(), v) {
+                ("default", Value::String(s)) if s == "authenticated" => {
+                    policy.default = Default::Authenticated
+                }
+                ("default", Value::String(s)) if s == "deny" => policy.default = Default::Deny,
+                ("default", other) => {
+                    return Err(format!(
+                        "`default` must be \"authenticated\" or \"deny\", got {other}"
+                    ));
+                }
+                ("rule", Value::Array(rules)) => {
+                    for (i, r) in rules.iter().enumerate() {
+                        let t = r
+                            .as_table()
+                            .ok_or(format!("rule {} must be a table", i + 1))?;
+                        policy
+                            .add_rule(i + 1, t)
+                            .map_err(|m| format!("rule {} ({}): {m}", i + 1, label(t)))?;
+                    }
+                }
+                ("rule", _) => {
+                    return Err("`rule` must be an array of tables ([[rule]])".to_owned());
+                }
+                (other, _) => {
+                    return Err(format!(
+                        "unknown top-level key `{other}` (expected `default` or [[rule]])"
+                    ));
+                }
+            }
+        }
+        policy.restricts_paths =
+            policy.default == Default::Deny || policy.rules.iter().any(|r| !r.public);
+        Ok(policy)
+    }
+
+    fn add_rule(&mut self, number: usize, t: &toml::Table) -> Result<(), String> {
+        const FIELDS: &[&str] = &[
+            "paths",
+            "dash_outputs",
+            "public",
+            "roles",
+            "permissions",
+            "methods",
+        ];
+        if let Some(unknown) = t.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            return Err(format!(
+                "unknown field `{unknown}` (expected one of {})",
+                FIELDS.join(", ")
+            ));
+        }
+        let strings = |field: &str| -> Result<Option<Vec<String>>, String> {
+            match t.get(field) {
+                None => Ok(None),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_owned)
+                            .ok_or(format!("field `{field}`: expected strings, got {v}"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Some),
+                Some(other) => Err(format!("field `{field}`: expected a list, got {other}")),
+            }
+        };
+        let public = match t.get("public") {
+            None => false,
+            Some(Value::Boolean(b)) => *b,
+            Some(other) => {
+                return Err(format!(
+                    "field `public`: expected true or false, got {other}"
+                ));
+            }
+        };
+        let roles = strings("roles")?
+            .unwrap_or_default()
+            .iter()
+            .map(|r| canonical_name(r).map_err(|e| format!("field `roles`: {r:?}: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let permissions = strings("permissions")?
+            .unwrap_or_default()
+            .iter()
+            .map(|p| {
+                canonical_permission(p).map_err(|e| format!("field `permissions`: {p:?}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let methods = strings("methods")?
+            .map(|ms| {
+                ms.iter()
+                    .map(|m| {
+                        let up = m.to_ascii_uppercase();
+                        match up.as_str() {
+                            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => {
+                                Method::from_bytes(up.as_bytes())
+                                    .map_err(|_| format!("field `methods`: bad method {m:?}"))
+                            }
+                            _ => Err(format!("field `methods`: unknown method {m:?}")),
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        if public && (!roles.is_empty() || !permissions.is_empty()) {
+            return Err(
+                "field `public`: a public rule cannot also require roles or permissions".to_owned(),
+            );
+        }
+        let paths = strings("paths")?;
+        let has_outputs = t.contains_key("dash_outputs");
+        match (&paths, has_outputs) {
+            (Some(_), true) => {
+                return Err("has both `paths` and `dash_outputs`; write two rules".to_owned());
+            }
+            (None, false) => return Err("needs `paths` or `dash_outputs`".to_owned()),
+            _ => {}
+        }
+        let idx = self.rules.len();
+        if let Some(paths) = paths {
+            if paths.is_empty() {
+                return Err("field `paths`: must not be empty".to_owned());
+            }
+            for p in &paths {
+                let pattern =
+                    parse_path_pattern(p).map_err(|m| format!("field `paths`: {p:?}: {m}"))?;
+                self.paths.insert(&pattern, idx);
+            }
+        } else {
+            if public {
+                return Err("field `public`: not allowed on `dash_outputs` rules".to_owned());
+            }
+            if methods.is_some() {
+                return Err(
+                    "field `methods`: not allowed on `dash_outputs` rules (callbacks are POSTs)"
+                        .to_owned(),
+                );
+            }
+            if roles.is_empty() && permissions.is_empty() {
+                return Err("field `dash_outputs`: needs `roles` or `permissions`".to_owned());
+            }
+            let Some(Value::Array(items)) = t.get("dash_outputs") else {
+                return Err("field `dash_outputs`: expected a list".to_owned());
+            };
+            if items.is_empty() {
+                return Err("field `dash_outputs`: must not be empty".to_owned());
+            }
+            for item in items {
+                match parse_output_pattern(item)
+                    .map_err(|m| format!("field `dash_outputs`: {m}"))?
+                {
+                    OutputPattern::Glob(g) if !g.contains('*') => {
+                        self.exact_outputs.entry(g).or_default().push(idx)
+                    }
+                    p => self.pattern_outputs.push((p, idx)),
+                }
+            }
+        }
+        self.rules.push(Rule {
+            number,
+            public,
+            roles,
+            permissions,
+            methods,
+        });
+        Ok(())
+    }
+
+    /// The first path rule for a normalised path and method.
+    pub fn path_rule(&self, segments: &[String], method: &Method) -> Option<&Rule> {
+        let accept = |i: usize| self.rules.get(i).is_some_and(|r| r.applies_to(method));
+        self.paths
+            .first(segments, &accept)
+            .and_then(|i| self.rules.get(i))
+    }
+
+    /// Is this path public (no sign-in needed at all)?
+    pub fn is_public(&self, segments: &[String], method: &Method) -> bool {
+        self.path_rule(segments, method).is_some_and(|r| r.public)
+    }
+
+    /// May `who` (None: anonymous) request this path?
+    pub fn check_path(
+        &self,
+        segments: &[String],
+        method: &Method,
+        who: Option<&dyn Subject>,
+    ) -> Verdict {
+        match (self.path_rule(segments, method), who) {
+            (Some(r), _) if r.public => Verdict::Allow,
+            (_, None) => Verdict::NeedLogin,
+            (Some(r), Some(w)) if r.allows(w) => Verdict::Allow,
+            (Some(r), Some(_)) => Verdict::Forbidden(format!("rule {}", r.number)),
+            (None, Some(_)) if self.default == Default::Authenticated => Verdict::Allow,
+            (None, Some(_)) => Verdict::Forbidden("default".to_owned()),
+        }
+    }
+
+    /// Must callback bodies be read? Only when some rule could refuse a callback.
+    pub fn inspects_callbacks(&self) -> bool {
+        self.restricts_paths || !self.exact_outputs.is_empty() || !self.pattern_outputs.is_empty()
+    }
+
+    /// May `who` write to all of these outputs? Every rule matching any id must allow it.
+    pub fn check_outputs(&self, ids: &[ComponentId], who: Option<&dyn Subject>) -> Verdict {
+        for id in ids {
+            let canonical = id.canonical();
+            let exact = match id {
+                ComponentId::Str(s) => self
+                    .exact_outputs
+                    .get(s)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default(),
+                ComponentId::Dict(_) => &[],
+            };
+            let patterned = self
+                .pattern_outputs
+                .iter()
+                .filter(|(p, _)| output_matches(p, id, &canonical))
+                .map(|(_, i)| *i);
+            for i in exact.iter().copied().chain(patterned) {
+                let Some(rule) = self.rules.get(i) else {
+                    continue;
+                };
+                match who {
+                    None => return Verdict::NeedLogin,
+                    Some(w) if !rule.allows(w) => {
+                        return Verdict::Forbidden(format!("rule {}", rule.number));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        Verdict::Allow
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+}
+
+fn label(t: &toml::Table) -> String {
+    let first = |k: &str| {
+        t.get(k)
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .map(ToString::to_string)
+    };
+    first("paths")
+        .map(|p| format!("paths {p}…"))
+        .or_else(|| first("dash_outputs").map(|o| format!("dash_outputs {o}…")))
+        .unwrap_or_else(|| "no paths".to_owned())
+}
+
+fn parse_path_pattern(p: &str) -> Result<Vec<Segment>, String> {
+    if !p.starts_with('/') {
+        return Err("must start with /".to_owned());
+    }
+    let segs: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
+    let mut out = Vec::with_capacity(segs.len());
+    for (i, s) in segs.iter().enumerate() {
+        out.push(match *s {
+            "*" => Segment::One,
+            "**" if i + 1 == segs.len() => Segment::Rest,
+            "**" => return Err("`**` may only be the last segment".to_owned()),
+            "." | ".." => return Err("dot segments are not allowed".to_owned()),
+            s if s.contains('*') => return Err("`*` must be a whole segment".to_owned()),
+            s if s.contains(['%', ';', '\\', '?', '#']) => {
+                return Err("write paths decoded, without %, ;, \\, ? or #".to_owned());
+            }
+            s => Segment::Literal(s.to_lowercase()),
+        });
+    }
+    Ok(out)
+}
+
+fn parse_output_pattern(v: &Value) -> Result<OutputPattern, String> {
+    match v {
+        Value::String(s) if s.is_empty() => Err("empty pattern".to_owned()),
+        Value::String(s) => Ok(OutputPattern::Glob(s.clone())),
+        Value::Table(t) if !t.is_empty() => {
+            let mut pairs = Vec::new();
+            for (k, v) in t {
+                let j = match v {
+                    Value::String(s) => Json::String(s.clone()),
+                    Value::Integer(i) => Json::from(*i),
+                    Value::Boolean(b) => Json::Bool(*b),
+                    other => {
+                        return Err(format!(
+                            "id key `{k}`: expected a string, integer or boolean, got {other}"
+                        ));
+                    }
+                };
+                pairs.push((k.clone(), j));
+            }
+            Ok(OutputPattern::Dict(pairs))
+        }
+        other => Err(format!(
+            "expected an id pattern (string) or a dict-id table, got {other}"
+        )),
+    }
+}
+
+fn output_matches(p: &OutputPattern, id: &ComponentId, canonical: &str) -> bool {
+    match (p, id) {
+        (OutputPattern::Glob(g), _) => glob(g, canonical),
+        (OutputPattern::Dict(pairs), ComponentId::Dict(m)) => {
+            pairs.iter().all(|(k, want)| match (m.get(k), want) {
+                (None, _) => false,
+                // ["MATCH"], ["ALL"], ["ALLSMALLER"] in a callback key stand for any value.
+                (Some(Json::Array(_)), _) => true,
+                (Some(Json::String(have)), Json::String(w)) => glob(w, have),
+                (Some(Json::Number(have)), Json::Number(w)) => have.as_f64() == w.as_f64(),
+                (Some(have), w) => have == w,
+            })
+        }
+        (OutputPattern::Dict(_), ComponentId::Str(_)) => false,
+    }
+}
+
+/// `*` matches any run of characters (including none); everything else is literal.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && p[pi] != '*' && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// The live policy, swapped atomically on reload.
+pub struct PolicyHandle {
+    path: Option<PathBuf>,
+    current: RwLock<Arc<Policy>>,
+    /// Text of the last file content we tried, to reload only on change.
+    last_text: RwLock<Option<String>>,
+}
+
+impl PolicyHandle {
+    /// Load the file (or the built-in default: every path needs a signed-in user).
+    pub fn load(path: Option<&Path>) -> Result<PolicyHandle, PolicyError> {
+        let (policy, text) = match path {
+            Some(p) => (Policy::load(p)?, std::fs::read_to_string(p).ok()),
+            None => (Policy::default(), None),
+        };
+        Ok(PolicyHandle {
+            path: path.map(Path::to_path_buf),
+            current: RwLock::new(Arc::new(policy)),
+            last_text: RwLock::new(text),
+        })
+    }
+
+    pub fn current(&self) -> Arc<Policy> {
+        match self.current.read() {
+            Ok(p) => Arc::clone(&p),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Re-read the file if it changed. A new valid policy replaces the old one; an invalid
+    /// one is reported and the old one stays. `force` re-reads even when unchanged (SIGHUP).
+    pub fn reload(&self, force: bool) -> Result<bool, PolicyError> {
+        let Some(path) = &self.path else {
+            return Ok(false);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
+            file: path.display().to_string(),
+            message: format!("cannot read: {e}"),
+        })?;
+        let unchanged = self
+            .last_text
+            .read()
+            .is_ok_and(|t| t.as_deref() == Some(text.as_str()));
+        if unchanged && !force {
+            return Ok(false);
+        }
+        if let Ok(mut t) = self.last_text.write() {
+            *t = Some(text.clone());
+        }
+        let policy = Policy::parse(&text).map_err(|message| PolicyError {
+            file: path.display().to_string(),
+            message,
+        })?;
+        if let Ok(mut cur) = self.current.write() {
+            *cur = Arc::new(policy);
+        }
+        Ok(true)
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests;

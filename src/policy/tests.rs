@@ -1,0 +1,279 @@
+use super::*;
+use crate::policy::path::normalize;
+
+struct Who(&'static [&'static str], &'static [&'static str]);
+
+impl Subject for Who {
+    fn has_role(&self, role: &str) -> bool {
+        self.0.contains(&role)
+    }
+    fn has_permission(&self, perm: &str) -> bool {
+        self.1.contains(&perm)
+    }
+}
+
+const ADMIN: Who = Who(&["admin"], &["salaries:read", "reports:read"]);
+const VIEWER: Who = Who(&["viewer"], &["reports:read"]);
+
+const EXAMPLE: &str = r#"
+default = "authenticated"
+
+[[rule]]
+paths = ["/assets/**", "/_favicon.ico"]
+public = true
+
+[[rule]]
+paths = ["/admin", "/admin/**"]
+roles = ["admin"]
+
+[[rule]]
+paths = ["/reports/*"]
+methods = ["GET"]
+permissions = ["reports:read"]
+
+[[rule]]
+paths = ["/reports/*"]
+roles = ["admin"]
+
+[[rule]]
+dash_outputs = ["salary-table", "salary-*", { type = "salary-row" }]
+permissions = ["salaries:read"]
+"#;
+
+fn check(p: &Policy, path: &str, method: Method, who: Option<&dyn Subject>) -> Verdict {
+    let n = normalize(path).map(|n| n.segments).unwrap_or_default();
+    p.check_path(&n, &method, who)
+}
+
+#[test]
+fn path_rules() -> Result<(), String> {
+    let p = Policy::parse(EXAMPLE)?;
+    assert_eq!(
+        check(&p, "/assets/x/y.css", Method::GET, None),
+        Verdict::Allow
+    );
+    assert_eq!(check(&p, "/", Method::GET, None), Verdict::NeedLogin);
+    assert_eq!(check(&p, "/", Method::GET, Some(&VIEWER)), Verdict::Allow);
+    for path in [
+        "/admin",
+        "/admin/../admin",
+        "//admin",
+        "/%61dmin",
+        "/admin;x",
+        "/admin/",
+        "/ADMIN",
+        "/admin/users",
+        "/x/../Admin/y",
+    ] {
+        assert_eq!(
+            check(&p, path, Method::GET, Some(&VIEWER)),
+            Verdict::Forbidden("rule 2".into()),
+            "{path}"
+        );
+        assert_eq!(
+            check(&p, path, Method::GET, Some(&ADMIN)),
+            Verdict::Allow,
+            "{path}"
+        );
+        assert_eq!(
+            check(&p, path, Method::GET, None),
+            Verdict::NeedLogin,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        check(&p, "/reports/q1", Method::GET, Some(&VIEWER)),
+        Verdict::Allow
+    );
+    assert_eq!(
+        check(&p, "/reports/q1", Method::HEAD, Some(&VIEWER)),
+        Verdict::Allow
+    );
+    assert_eq!(
+        check(&p, "/reports/q1", Method::POST, Some(&VIEWER)),
+        Verdict::Forbidden("rule 4".into()),
+        "method filter falls through"
+    );
+    assert!(p.inspects_callbacks());
+    let deny = Policy::parse("default = \"deny\"\n[[rule]]\npaths = [\"/ok\"]\n")?;
+    assert_eq!(
+        check(&deny, "/ok", Method::GET, Some(&VIEWER)),
+        Verdict::Allow
+    );
+    assert_eq!(
+        check(&deny, "/other", Method::GET, Some(&VIEWER)),
+        Verdict::Forbidden("default".into())
+    );
+    assert!(!Policy::parse("[[rule]]\npaths = [\"/a\"]\npublic = true\n")?.inspects_callbacks());
+    Ok(())
+}
+
+#[test]
+fn output_rules() -> Result<(), String> {
+    use serde_json::json;
+    let p = Policy::parse(EXAMPLE)?;
+    let s = |x: &str| ComponentId::Str(x.to_owned());
+    let d = |v: serde_json::Value| match v {
+        serde_json::Value::Object(m) => ComponentId::Dict(m),
+        _ => ComponentId::Str(String::new()),
+    };
+    assert_eq!(
+        p.check_outputs(&[s("out"), s("graph")], Some(&VIEWER)),
+        Verdict::Allow
+    );
+    assert_eq!(
+        p.check_outputs(&[s("out"), s("salary-table")], Some(&VIEWER)),
+        Verdict::Forbidden("rule 5".into())
+    );
+    assert_eq!(
+        p.check_outputs(&[s("salary-2024")], Some(&VIEWER)),
+        Verdict::Forbidden("rule 5".into())
+    );
+    assert_eq!(
+        p.check_outputs(&[s("salary-2024")], None),
+        Verdict::NeedLogin
+    );
+    assert_eq!(
+        p.check_outputs(&[s("salary-2024")], Some(&ADMIN)),
+        Verdict::Allow
+    );
+    assert_eq!(
+        p.check_outputs(&[s("Salary-2024")], Some(&VIEWER)),
+        Verdict::Allow,
+        "ids are case-sensitive, as in Dash"
+    );
+    assert_eq!(
+        p.check_outputs(
+            &[d(json!({"type": "salary-row", "index": 3}))],
+            Some(&VIEWER)
+        ),
+        Verdict::Forbidden("rule 5".into())
+    );
+    assert_eq!(
+        p.check_outputs(
+            &[d(json!({"type": "salary-row", "index": ["MATCH"]}))],
+            Some(&VIEWER)
+        ),
+        Verdict::Forbidden("rule 5".into())
+    );
+    assert_eq!(
+        p.check_outputs(
+            &[d(json!({"type": "other-row", "index": 3}))],
+            Some(&VIEWER)
+        ),
+        Verdict::Allow
+    );
+    Ok(())
+}
+
+#[test]
+fn errors_name_rule_and_field() {
+    let err = |text: &str| Policy::parse(text).err().unwrap_or_default();
+    let cases = [
+        (
+            "[[rule]]\npaths = [\"/a\"]\nrole = [\"x\"]\n",
+            "rule 1 (paths \"/a\"…): unknown field `role`",
+        ),
+        (
+            "[[rule]]\npaths = [\"/a\"]\n[[rule]]\npaths = [\"a\"]\n",
+            "rule 2 (paths \"a\"…): field `paths`: \"a\": must start with /",
+        ),
+        (
+            "[[rule]]\npaths = [\"/a/**/b\"]\n",
+            "field `paths`: \"/a/**/b\": `**` may only be the last segment",
+        ),
+        (
+            "[[rule]]\npaths = [\"/a*\"]\n",
+            "`*` must be a whole segment",
+        ),
+        (
+            "[[rule]]\npaths = [\"/a\"]\npublic = true\nroles = [\"x\"]\n",
+            "rule 1 (paths \"/a\"…): field `public`",
+        ),
+        (
+            "[[rule]]\npaths = [\"/a\"]\nmethods = [\"BREW\"]\n",
+            "field `methods`: unknown method \"BREW\"",
+        ),
+        (
+            "[[rule]]\npaths = [\"/a\"]\nroles = [\"Bad Role\"]\n",
+            "field `roles`",
+        ),
+        (
+            "[[rule]]\npaths = [\"/a\"]\npermissions = [\"x y\"]\n",
+            "field `permissions`",
+        ),
+        (
+            "[[rule]]\ndash_outputs = [\"x\"]\n",
+            "rule 1 (dash_outputs \"x\"…): field `dash_outputs`: needs `roles` or `permissions`",
+        ),
+        (
+            "[[rule]]\ndash_outputs = [\"x\"]\nroles = [\"a\"]\nmethods = [\"GET\"]\n",
+            "field `methods`",
+        ),
+        (
+            "[[rule]]\nroles = [\"a\"]\n",
+            "rule 1 (no paths): needs `paths` or `dash_outputs`",
+        ),
+        (
+            "[[rule]]\npaths = [\"/a\"]\ndash_outputs = [\"x\"]\nroles = [\"a\"]\n",
+            "has both",
+        ),
+        ("default = \"allow\"\n", "`default` must be"),
+        ("defaults = \"deny\"\n", "unknown top-level key `defaults`"),
+        (
+            "[[rule]]\npaths = \"/a\"\n",
+            "field `paths`: expected a list",
+        ),
+        (
+            "[[rule]]\ndash_outputs = [[1]]\nroles = [\"a\"]\n",
+            "field `dash_outputs`",
+        ),
+        ("[[rule\n", "TOML parse error"),
+    ];
+    for (text, want) in cases {
+        let got = err(text);
+        assert!(got.contains(want), "{text:?}\n got: {got}\nwant: {want}");
+    }
+}
+
+#[test]
+fn globs() {
+    for (p, t, want) in [
+        ("salary-*", "salary-table", true),
+        ("salary-*", "salary-", true),
+        ("salary-*", "salar", false),
+        ("*-table", "salary-table", true),
+        ("a*b*c", "aXXbYYc", true),
+        ("a*b*c", "aXXbYY", false),
+        ("*", "", true),
+        ("x", "x", true),
+        ("x", "xx", false),
+        ("**", "anything", true),
+    ] {
+        assert_eq!(glob(p, t), want, "{p} {t}");
+    }
+}
+
+#[test]
+fn reload_keeps_the_old_policy_when_the_new_one_is_invalid()
+-> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("policy.toml");
+    std::fs::write(
+        &file,
+        "[[rule]]\npaths = [\"/admin\"]\nroles = [\"admin\"]\n",
+    )?;
+    let h = PolicyHandle::load(Some(&file))?;
+    assert!(!h.reload(false)?, "unchanged");
+    std::fs::write(
+        &file,
+        "[[rule]]\npaths = [\"/admin\"]\nrole = [\"admin\"]\n",
+    )?;
+    assert!(h.reload(false).is_err());
+    assert_eq!(h.current().rule_count(), 1, "old policy kept");
+    assert!(!h.reload(false)?, "the same broken text is not re-reported");
+    std::fs::write(&file, "default = \"deny\"\n")?;
+    assert!(h.reload(false)?);
+    assert_eq!(h.current().default, Default::Deny);
+    Ok(())
+}
