@@ -99,28 +99,21 @@ impl Directory {
             .call(move |c| {
                 let row = c
                     .query_row(
-                        "SELECT id, username, disabled, created_at, password_hash FROM users WHERE username = ?1",
+                        &format!(
+                            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?1"
+                        ),
                         [&username],
-                        |r| {
-                            Ok((
-                                User {
-                                    id: r.get(0)?,
-                                    username: r.get(1)?,
-                                    disabled: r.get::<_, i64>(2)? != 0,
-                                    roles: Vec::new(),
-                                    permissions: Vec::new(),
-                                    created_at: r.get(3)?,
-                                },
-                                r.get::<_, String>(4)?,
-                            ))
-                        },
+                        |r| Ok((user_row(r)?, r.get::<_, String>(4)?)),
                     )
                     .optional()?;
                 let Some((mut user, password_hash)) = row else {
                     return Ok(None);
                 };
                 fill_access(c, &mut user)?;
-                Ok(Some(Credentials { user, password_hash }))
+                Ok(Some(Credentials {
+                    user,
+                    password_hash,
+                }))
             })
             .await
     }
@@ -290,24 +283,28 @@ impl Directory {
     }
 }
 
+/// Columns read by [`user_row`], in order.
+const USER_COLUMNS: &str = "id, username, disabled, created_at";
+
+/// A user from a row starting with [`USER_COLUMNS`]; roles and permissions are filled later.
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: r.get(0)?,
+        username: r.get(1)?,
+        disabled: r.get::<_, i64>(2)? != 0,
+        roles: Vec::new(),
+        permissions: Vec::new(),
+        created_at: r.get(3)?,
+    })
+}
+
 fn user_where<P: rusqlite::ToSql>(
     c: &Connection,
     condition: &str,
     value: P,
 ) -> Result<Option<User>, Error> {
-    let sql = format!("SELECT id, username, disabled, created_at FROM users WHERE {condition}");
-    let user = c
-        .query_row(&sql, [value], |r| {
-            Ok(User {
-                id: r.get(0)?,
-                username: r.get(1)?,
-                disabled: r.get::<_, i64>(2)? != 0,
-                roles: Vec::new(),
-                permissions: Vec::new(),
-                created_at: r.get(3)?,
-            })
-        })
-        .optional()?;
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE {condition}");
+    let user = c.query_row(&sql, [value], user_row).optional()?;
     let Some(mut user) = user else {
         return Ok(None);
     };

@@ -1,14 +1,6 @@
 //! The command line: users, passwords on stdin only, config validation.
 
-use crate::support::{Gateway, PASSWORD, TestResult, Upstream};
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use crate::support::{Gateway, PASSWORD, TestResult, Upstream, output_text as text};
 
 #[tokio::test]
 async fn users_lifecycle() -> TestResult {

@@ -1,12 +1,11 @@
 //! Role-based access: roles and permissions, path rules (with normalisation), Dash callback
 //! outputs, Dash Pages navigation, identity headers and the signed assertion, policy reload.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 
 use crate::support::{
     ACCESS, Gateway, Jar, Options, PASSWORD, TestResult, Upstream, client, eventually,
+    output_text as text, verify_with_jwks,
 };
 
 pub const POLICY: &str = r#"
@@ -94,14 +93,6 @@ async fn callback(
         .send()
         .await?;
     Ok(r.status().as_u16())
-}
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[tokio::test]
@@ -387,9 +378,7 @@ async fn assertion_is_signed_cached_and_verifiable() -> TestResult {
         Some(token.as_str()),
         "cached per session token"
     );
-    let parts: Vec<&str> = token.split('.').collect();
-    let header: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0])?)?;
-    let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1])?)?;
+    let (_, header, claims) = verify_with_jwks(&gw, &token).await?;
     assert_eq!(header["typ"], "dashgate-assertion+jwt");
     assert_eq!(claims["aud"], "dashgate-app");
     assert_eq!(claims["sub"], "alice");
@@ -399,23 +388,6 @@ async fn assertion_is_signed_cached_and_verifiable() -> TestResult {
     );
     let lifetime = claims["exp"].as_i64().unwrap_or(0) - claims["iat"].as_i64().unwrap_or(0);
     assert!((1..=300).contains(&lifetime), "{lifetime}");
-    let jwks: serde_json::Value = client()
-        .get(gw.url("/auth/jwks.json"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let key = jwks["keys"]
-        .as_array()
-        .and_then(|k| k.iter().find(|k| k["kid"] == header["kid"]))
-        .ok_or("kid")?;
-    let x: [u8; 32] = URL_SAFE_NO_PAD
-        .decode(key["x"].as_str().ok_or("x")?)?
-        .as_slice()
-        .try_into()?;
-    let sig = ed25519_dalek::Signature::from_slice(&URL_SAFE_NO_PAD.decode(parts[2])?)?;
-    ed25519_dalek::VerifyingKey::from_bytes(&x)?
-        .verify_strict(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)?;
     // An assertion is not an access token.
     assert_eq!(
         client()

@@ -5,6 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::support::{
     ACCESS, CSRF, Gateway, Jar, Options, PASSWORD, REFRESH, TestResult, Upstream, client,
+    verify_with_jwks,
 };
 
 fn decode(part: &str) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
@@ -61,9 +62,8 @@ async fn access_token_claims_and_jwks() -> TestResult {
     let gw = Gateway::start(&up.url, &[("alice", &["admin", "viewer"])]).await?;
     let jar = gw.login("alice", PASSWORD).await?;
     let token = jar.get(ACCESS).ok_or("no access cookie")?;
-    let parts: Vec<&str> = token.split('.').collect();
-    let header = decode(parts[0])?;
-    let claims = decode(parts[1])?;
+    // The JWKS publishes the key that verifies it.
+    let (key, header, claims) = verify_with_jwks(&gw, token).await?;
     assert_eq!(header["alg"], "EdDSA");
     assert_eq!(header["typ"], "at+jwt");
     assert_eq!(claims["iss"], "dashgate");
@@ -77,18 +77,6 @@ async fn access_token_claims_and_jwks() -> TestResult {
         claims["exp"].as_i64().unwrap_or(0) - claims["iat"].as_i64().unwrap_or(0),
         900
     );
-
-    // The JWKS publishes the key that verifies it.
-    let jwks: serde_json::Value = client()
-        .get(gw.url("/auth/jwks.json"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let key = jwks["keys"]
-        .as_array()
-        .and_then(|k| k.iter().find(|k| k["kid"] == header["kid"]))
-        .ok_or("kid not in JWKS")?;
     assert_eq!(
         (
             key["kty"].as_str(),
@@ -98,13 +86,6 @@ async fn access_token_claims_and_jwks() -> TestResult {
         (Some("OKP"), Some("Ed25519"), Some("EdDSA"))
     );
     assert!(key.get("d").is_none(), "no private part");
-    let x: [u8; 32] = URL_SAFE_NO_PAD
-        .decode(key["x"].as_str().ok_or("x")?)?
-        .as_slice()
-        .try_into()?;
-    let vk = ed25519_dalek::VerifyingKey::from_bytes(&x)?;
-    let sig = ed25519_dalek::Signature::from_slice(&URL_SAFE_NO_PAD.decode(parts[2])?)?;
-    vk.verify_strict(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)?;
 
     // userinfo
     let info: serde_json::Value = get(&gw, "/auth/userinfo", &jar).await?.json().await?;
