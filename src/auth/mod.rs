@@ -367,7 +367,7 @@ async fn userinfo(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, Err
             let mut r = json(
                 StatusCode::OK,
                 &serde_json::json!({
-                    "sub": c.sub, "roles": c.roles, "permissions": [], "exp": c.exp,
+                    "sub": c.sub, "roles": c.roles, "permissions": c.permissions, "exp": c.exp,
                 }),
             );
             add_cookies(&mut r, s.set_cookies);

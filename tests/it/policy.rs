@@ -139,6 +139,17 @@ async fn roles_cli_and_effective_permissions() -> TestResult {
         seen["headers"]["x-forwarded-permissions"][0],
         "reports:read,salaries:read"
     );
+    let info: serde_json::Value = client()
+        .get(gw.url("/auth/userinfo"))
+        .header("cookie", jar.header())
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        info["permissions"],
+        json!(["reports:read", "salaries:read"])
+    );
     Ok(())
 }
 
