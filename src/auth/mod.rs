@@ -507,9 +507,12 @@ async fn logout(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Resul
             &format!("{}/login", gw.config.auth_prefix),
         )
     };
+    // Cached pages and the app's browser storage (dcc.Store) go with the session. Not
+    // "cookies": browsers apply that to the whole registrable domain, which would sign the user
+    // out of sibling apps; the gateway's own cookies are removed explicitly below.
     r.headers_mut().insert(
         "clear-site-data",
-        HeaderValue::from_static("\"cache\", \"cookies\", \"storage\""),
+        HeaderValue::from_static("\"cache\", \"storage\""),
     );
     add_cookies(&mut r, gw.clear_cookies());
     Ok(r)
