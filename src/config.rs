@@ -91,6 +91,9 @@ const KEYS: &[Key] = &[
     key("limits.header_read_timeout", Kind::Duration(1, 600)),
     key("limits.body_read_timeout", Kind::Duration(1, 3600)),
     key("limits.upstream_timeout", Kind::Duration(1, 3600)),
+    key("balancing.affinity", Kind::Bool),
+    key("balancing.health_path", Kind::Str),
+    key("balancing.health_interval", Kind::Duration(1, 300)),
     key("limits.max_inspect_bytes", Kind::Int(1024, 1 << 30)),
     key("limits.password_hash_concurrency", Kind::Int(1, 256)),
 ];
@@ -153,6 +156,16 @@ pub struct Limits {
     pub password_hash_concurrency: usize,
 }
 
+/// Spreading requests over several upstreams.
+#[derive(Debug, Clone)]
+pub struct Balancing {
+    /// One session, one upstream (for Dash apps that keep per-user state in process).
+    pub affinity: bool,
+    /// Path of the active health check (any answer below 500 counts as healthy).
+    pub health_path: String,
+    pub health_interval: Duration,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -167,6 +180,7 @@ pub struct Config {
     pub token: TokenConfig,
     pub session: SessionConfig,
     pub limits: Limits,
+    pub balancing: Balancing,
 }
 
 impl Config {
@@ -500,6 +514,19 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         ),
     };
 
+    let health_path = v.str("balancing.health_path", "/")?;
+    if !health_path.starts_with('/') || health_path.contains(char::is_whitespace) {
+        return Err(v.invalid(
+            "balancing.health_path",
+            format!("expected a path like /healthz, got {health_path:?}"),
+        ));
+    }
+    let balancing = Balancing {
+        affinity: v.bool("balancing.affinity", false)?,
+        health_path,
+        health_interval: v.duration("balancing.health_interval", "5s")?,
+    };
+
     Ok(Config {
         listen,
         upstreams,
@@ -515,6 +542,7 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         token,
         session,
         limits,
+        balancing,
     })
 }
 

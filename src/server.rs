@@ -50,7 +50,7 @@ pub struct Gateway {
     pub store: Store,
     pub revocations: RevocationSet,
     pub hasher: Hasher,
-    pub proxy: Proxy,
+    pub proxy: Arc<Proxy>,
     pub policy: PolicyHandle,
     pub assertions: AssertionCache,
 }
@@ -63,11 +63,11 @@ impl Gateway {
         let hasher = Hasher::new(config.limits.password_hash_concurrency)?;
         let policy = PolicyHandle::load(config.policy.as_deref())
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let proxy = Proxy::new(
+        let proxy = Arc::new(Proxy::new(
             config.upstreams.clone(),
             config.limits.upstream_timeout,
             config.limits.max_body_bytes,
-        );
+        ));
         Ok(Gateway {
             cookies: CookieNames::new(config.cookie_secure),
             directory: Directory::new(db.clone()),
@@ -99,6 +99,11 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     tracing::info!(listen = %local, upstreams = ?gw.config.upstreams.iter().map(ToString::to_string).collect::<Vec<_>>(), "dashgate is serving");
     tokio::spawn(revocation_sync(Arc::clone(&gw)));
     tokio::spawn(policy_watch(Arc::clone(&gw)));
+    tokio::spawn(crate::proxy::health_checks(
+        Arc::clone(&gw.proxy),
+        gw.config.balancing.health_path.clone(),
+        gw.config.balancing.health_interval,
+    ));
 
     // Each connection holds a clone of `alive`; when all are gone, draining is complete.
     let (alive, mut drained) = tokio::sync::mpsc::channel::<()>(1);
@@ -439,10 +444,18 @@ async fn proxy_request(
     parts.uri = target
         .parse()
         .map_err(|_| Error::BadRequest("malformed request target"))?;
+    let affinity = session
+        .as_ref()
+        .filter(|_| gw.config.balancing.affinity)
+        .map(|s| s.claims.sid.clone());
     let set_cookies = session.map(|s| s.set_cookies).unwrap_or_default();
     let mut resp = gw
         .proxy
-        .forward(Request::from_parts(parts, body), client_upgrade)
+        .forward(
+            Request::from_parts(parts, body),
+            client_upgrade,
+            affinity.as_deref(),
+        )
         .await?;
     strip_our_set_cookies(&mut resp, &gw.cookies);
     for c in set_cookies {

@@ -1,9 +1,9 @@
 //! The upstream side: a pooled keep-alive HTTP/1.1 client, streaming bodies both ways, and
 //! WebSocket (and other `Upgrade`) tunnelling.
 
+pub mod balance;
 pub mod headers;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,8 +20,7 @@ use crate::http_util::{Body, BoxError, Response};
 /// Forwards requests to the upstream(s).
 pub struct Proxy {
     client: Client<HttpConnector, Body>,
-    upstreams: Vec<Uri>,
-    next: AtomicUsize,
+    pub upstreams: balance::Balancer,
     timeout: Duration,
     max_body: u64,
 }
@@ -38,19 +37,10 @@ impl Proxy {
             .build(connector);
         Proxy {
             client,
-            upstreams,
-            next: AtomicUsize::new(0),
+            upstreams: balance::Balancer::new(upstreams),
             timeout,
             max_body,
         }
-    }
-
-    fn pick(&self) -> Result<&Uri, Error> {
-        if self.upstreams.is_empty() {
-            return Err(Error::BadGateway);
-        }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.upstreams.len();
-        self.upstreams.get(i).ok_or(Error::BadGateway)
     }
 
     /// Wrap a client body so that it can be streamed upstream, failing once it exceeds the
@@ -63,13 +53,15 @@ impl Proxy {
     }
 
     /// Send `req` (headers already sanitised) to an upstream and stream the answer back.
-    /// `client_upgrade` is the client connection's upgrade, for WebSocket handshakes.
+    /// `client_upgrade` is the client connection's upgrade, for WebSocket handshakes;
+    /// `affinity` pins a session to one upstream.
     pub async fn forward(
         &self,
         mut req: Request<Body>,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        affinity: Option<&str>,
     ) -> Result<Response, Error> {
-        let base = self.pick()?;
+        let (member, base) = self.upstreams.pick(affinity).ok_or(Error::BadGateway)?;
         let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let mut parts = base.clone().into_parts();
         parts.path_and_query = Some(
@@ -92,7 +84,13 @@ impl Proxy {
         let result = tokio::time::timeout(self.timeout, self.client.request(req)).await;
         let mut resp = match result {
             Err(_) => return Err(Error::GatewayTimeout),
-            Ok(Err(e)) => return Err(classify(&e)),
+            Ok(Err(e)) => {
+                let err = classify(&e);
+                if e.is_connect() && self.upstreams.mark(member, false) {
+                    tracing::warn!(upstream = %base, "upstream ejected: connection failed");
+                }
+                return Err(err);
+            }
             Ok(Ok(r)) => r,
         };
         if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
@@ -118,6 +116,41 @@ impl Proxy {
             parts,
             body.map_err(BoxError::from).boxed_unsync(),
         ))
+    }
+}
+
+/// Check every upstream every `interval` (GET `path`; any answer below 500 is healthy) and
+/// eject or re-admit it.
+pub async fn health_checks(proxy: std::sync::Arc<Proxy>, path: String, interval: Duration) {
+    loop {
+        for i in 0..proxy.upstreams.len() {
+            let Some(base) = proxy.upstreams.uri(i).cloned() else {
+                continue;
+            };
+            let mut parts = base.clone().into_parts();
+            parts.path_and_query = path.parse().ok();
+            let Ok(uri) = Uri::from_parts(parts) else {
+                continue;
+            };
+            let req = Request::get(uri)
+                .header(header::USER_AGENT, "dashgate-health-check")
+                .body(crate::http_util::empty());
+            let Ok(req) = req else { continue };
+            let probe = tokio::time::timeout(
+                interval.min(Duration::from_secs(5)),
+                proxy.client.request(req),
+            )
+            .await;
+            let healthy = matches!(&probe, Ok(Ok(r)) if r.status().as_u16() < 500);
+            if proxy.upstreams.mark(i, healthy) {
+                if healthy {
+                    tracing::info!(upstream = %base, "upstream healthy again: re-admitted");
+                } else {
+                    tracing::warn!(upstream = %base, "upstream failed its health check: ejected");
+                }
+            }
+        }
+        tokio::time::sleep(interval).await;
     }
 }
 

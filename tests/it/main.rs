@@ -4,6 +4,7 @@
 mod support;
 
 mod bad_input;
+mod balance;
 mod cli;
 mod csrf;
 mod login;

@@ -27,6 +27,7 @@ pub struct Upstream {
     pub url: String,
     pub state: Arc<State>,
     task: tokio::task::JoinHandle<()>,
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -37,27 +38,51 @@ fn full(b: impl Into<Bytes>) -> Body {
 
 impl Upstream {
     pub async fn start() -> Result<Upstream, Box<dyn std::error::Error>> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_at("127.0.0.1:0").await
+    }
+
+    /// Listen on a given address (to bring an upstream back on the port it had).
+    pub async fn start_at(addr: &str) -> Result<Upstream, Box<dyn std::error::Error>> {
+        let listener = TcpListener::bind(addr).await?;
         let url = format!("http://{}", listener.local_addr()?);
         let state = Arc::new(State::default());
         let st = Arc::clone(&state);
+        let (closed, closing) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 st.connections.fetch_add(1, Ordering::SeqCst);
                 let st = Arc::clone(&st);
+                let mut closing = closing.clone();
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        st.hits.fetch_add(1, Ordering::SeqCst);
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        // The gateway's health checks are not requests anyone made.
+                        let probe = req
+                            .headers()
+                            .get("user-agent")
+                            .is_some_and(|v| v == "dashgate-health-check");
+                        if !probe {
+                            st.hits.fetch_add(1, Ordering::SeqCst);
+                        }
                         answer(Arc::clone(&st), req)
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
+                    let conn = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
-                        .with_upgrades()
-                        .await;
+                        .with_upgrades();
+                    // Dropping the upstream closes its kept-alive connections too, like a
+                    // process that dies.
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = closing.wait_for(|c| *c) => {}
+                    }
                 });
             }
         });
-        Ok(Upstream { url, state, task })
+        Ok(Upstream {
+            url,
+            state,
+            task,
+            closed,
+        })
     }
 
     pub fn hits(&self) -> usize {
@@ -72,6 +97,7 @@ impl Upstream {
 impl Drop for Upstream {
     fn drop(&mut self) {
         self.task.abort();
+        let _ = self.closed.send(true);
     }
 }
 
