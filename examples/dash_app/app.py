@@ -1,18 +1,31 @@
 """Example Plotly Dash app that runs, unmodified, behind the dashgate gateway.
 
-The app implements NO authentication of its own. It trusts the identity
-headers that dashgate sets on every proxied request (and strips from client
-requests):
+The app implements NO authentication of its own. It trusts the identity that
+dashgate forwards on every proxied request (and strips from client requests),
+read with the `dashgate_client` helper package (clients/python in this repo):
 
-    X-Forwarded-User   the signed-in username
-    X-Forwarded-Roles  comma-separated roles (may be empty or missing)
+    X-Forwarded-User         the signed-in username
+    X-Forwarded-Roles        comma-separated roles
+    X-Forwarded-Permissions  comma-separated permissions of those roles
+    X-Dashgate-Assertion     the same identity as a signed, short-lived JWT
+
+It is a multi-page app (Dash Pages): the dashboard at `/` and an admin page at
+`/admin` with a salary table. The gateway's policy (policy.toml next to this
+file) lets only role `admin` reach `/admin` - as a page load AND as Dash Pages
+client-side navigation - and only permission `salaries:read` run the callback
+that fills `salary-table`. The app checks the same again (defence in depth).
 
 Never expose this app directly: it listens on 127.0.0.1 only, and anyone who
-can reach it without the gateway in front could forge those headers.
+can reach it without the gateway in front could forge the plain headers.
 
-Run:
-    DASH_PORT=8050 python app.py            # development server, debug off
-    gunicorn -b 127.0.0.1:8050 app:server   # production-style
+Run (from the repository root, after `scripts/venv examples/dash_app/requirements.txt`):
+    DASH_PORT=8050 .venv/bin/python examples/dash_app/app.py     # development server
+    cd examples/dash_app && ../../.venv/bin/gunicorn -b 127.0.0.1:8050 app:server
+
+Environment:
+    DASH_PORT           port on 127.0.0.1 (default 8050)
+    DASHGATE_JWKS_URL   the gateway's /auth/jwks.json; when set, the admin page
+                        also verifies the signed assertion (`identity-verified`)
 """
 
 from __future__ import annotations
@@ -20,35 +33,13 @@ from __future__ import annotations
 import math
 import os
 
-import flask
+import dash
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
+from dashgate_client import DashgateConfigError, current_user, has_role, logout_link, requires
 
-USER_HEADER = "X-Forwarded-User"
-ROLES_HEADER = "X-Forwarded-Roles"
-
-# --------------------------------------------------------------------------
-# Identity, read from the request the gateway forwarded
-# --------------------------------------------------------------------------
-
-
-def current_identity() -> tuple[str, list[str]]:
-    """Return (username, roles) from the gateway's headers.
-
-    Works in the layout function (it runs inside the `_dash-layout` request)
-    and inside callbacks (they run inside `_dash-update-component`). Outside a
-    request - Dash calls a layout function once at start-up to build its
-    validation layout, which it then embeds in every index page - this
-    returns an anonymous identity, so no role-restricted content can leak
-    into that public copy.
-    """
-    if not flask.has_request_context():
-        return "", []
-    headers = flask.request.headers
-    user = headers.get(USER_HEADER, "").strip()
-    roles = [r.strip() for r in headers.get(ROLES_HEADER, "").split(",") if r.strip()]
-    return user, roles
-
+ADMIN_ROLE = "admin"
+SALARY_PERMISSION = "salaries:read"
 
 # --------------------------------------------------------------------------
 # Demo data (deterministic, no numpy needed)
@@ -169,15 +160,56 @@ def figure(series: str) -> go.Figure:
     return fig
 
 
+NAV_LINK = {
+    "color": "white",
+    "textDecoration": "none",
+    "marginLeft": "18px",
+    "fontSize": "14px",
+    "opacity": ".9",
+}
+
+# Fictional employees (deterministic demo data).
+SALARIES = [
+    ("Ada Byrne", "Engineering", "Staff engineer", 128_000),
+    ("Bruno Keller", "Engineering", "Data engineer", 97_500),
+    ("Chiara Moretti", "Engineering", "SRE", 104_000),
+    ("Dmitri Volkov", "Sales", "Account executive", 88_000),
+    ("Elif Demir", "Sales", "Sales lead", 112_500),
+    ("Femi Adebayo", "Finance", "Controller", 99_000),
+    ("Grete Lund", "Finance", "Analyst", 71_500),
+]
+DEPARTMENTS = sorted({d for _, d, _, _ in SALARIES})
+
+
 # --------------------------------------------------------------------------
 # App
 # --------------------------------------------------------------------------
 
-app = Dash(__name__, title="dashgate demo", update_title=None)
+# use_pages with pages registered below (no pages/ folder). suppress_callback_exceptions
+# is REQUIRED here: without it Dash builds a "validation layout" from every page layout
+# during the first request - with that request's user - and embeds it in the public
+# index page, so admin-only content could leak to everyone.
+app = Dash(
+    __name__,
+    title="dashgate demo",
+    update_title=None,
+    use_pages=True,
+    pages_folder="",
+    suppress_callback_exceptions=True,
+)
 app.index_string = app.index_string.replace(
     "{%css%}", "{%css%}\n        <style>body { margin: 0; }</style>", 1
 )
 server = app.server  # for gunicorn: `gunicorn app:server`
+
+
+def card(*children, **style) -> html.Div:
+    return html.Div(style={**CARD, **style}, children=list(children))
+
+
+# --------------------------------------------------------------------------
+# Shell: header, identity, nav - built per request inside `_dash-layout`
+# --------------------------------------------------------------------------
 
 
 def admin_panel() -> html.Div:
@@ -197,14 +229,21 @@ def admin_panel() -> html.Div:
     )
 
 
-def layout() -> html.Div:
-    """Built per request, inside the `_dash-layout` call the gateway forwards."""
-    user, roles = current_identity()
-    shown_user = user or "anonymous"
+def shell() -> html.Div:
+    """The page frame. A function: Dash calls it for every `_dash-layout` request.
+
+    Outside a request (Dash may call it at start-up) current_user() is None,
+    so that copy is the anonymous one.
+    """
+    user = current_user()
+    is_admin = has_role(ADMIN_ROLE)
     role_pills: list = []
-    for r in roles:  # spaces between the pills keep the element's text readable
+    for r in sorted(user.roles) if user else []:  # spaces keep the element's text readable
         role_pills += [html.Span(r, style=PILL), " "]
     role_pills = role_pills or [html.Span("no roles", style={"color": "#6b7280"})]
+    nav = [dcc.Link("Dashboard", id="nav-home", href="/", style=NAV_LINK)]
+    if is_admin:
+        nav.append(dcc.Link("Admin", id="nav-admin", href="/admin", style=NAV_LINK))
     return html.Div(
         style=PAGE,
         children=[
@@ -214,10 +253,11 @@ def layout() -> html.Div:
                     html.Div(
                         [
                             html.Span("dashgate", style={"fontWeight": "700", "fontSize": "18px"}),
-                            html.Span(" demo dashboard", style={"opacity": ".8"}),
+                            html.Span(" demo", style={"opacity": ".8"}),
+                            html.Nav(nav, style={"display": "inline-block", "marginLeft": "12px"}),
                         ]
                     ),
-                    html.A("Sign out", id="logout", href="/auth/logout", style=LOGOUT),
+                    logout_link(id="logout", style=LOGOUT),
                 ],
             ),
             html.Main(
@@ -226,70 +266,63 @@ def layout() -> html.Div:
                     html.Div(
                         style=GRID,
                         children=[
-                            html.Div(
-                                style=CARD,
-                                children=[
-                                    html.P("Account", style=LABEL),
-                                    html.P(
-                                        id="whoami",
-                                        children=f"Signed in as {shown_user}",
-                                        style=BIG,
-                                    ),
-                                ],
+                            card(
+                                html.P("Account", style=LABEL),
+                                html.P(
+                                    id="whoami",
+                                    children=f"Signed in as {user.username if user else 'anonymous'}",
+                                    style=BIG,
+                                ),
                             ),
-                            html.Div(
-                                style=CARD,
-                                children=[
-                                    html.P("Roles", style=LABEL),
-                                    html.Div(
-                                        id="roles",
-                                        children=role_pills,
-                                    ),
-                                ],
-                            ),
-                            html.Div(
-                                style=CARD,
-                                children=[
-                                    html.P("Server callback", style=LABEL),
-                                    html.Button("Run job", id="run", n_clicks=0, style=BUTTON),
-                                    html.P(
-                                        id="result",
-                                        children="Not run yet",
-                                        style={"margin": "10px 0 0", "color": "#374151"},
-                                    ),
-                                ],
-                            ),
+                            card(html.P("Roles", style=LABEL), html.Div(id="roles", children=role_pills)),
                         ],
                     ),
-                    html.Div(
-                        style=CARD,
-                        children=[
-                            dcc.RadioItems(
-                                id="series",
-                                options=[
-                                    {"label": " Requests", "value": "requests"},
-                                    {"label": " Latency", "value": "latency"},
-                                    {"label": " Errors", "value": "errors"},
-                                ],
-                                value="requests",
-                                inline=True,
-                                labelStyle={"marginRight": "18px"},
-                            ),
-                            dcc.Graph(
-                                id="chart",
-                                figure=figure("requests"),
-                                config={"displaylogo": False},
-                            ),
-                        ],
-                    ),
-                    *([admin_panel()] if "admin" in roles else []),
+                    dash.page_container,
+                    *([admin_panel()] if is_admin else []),
                 ],
             ),
         ],
     )
 
 
-app.layout = layout  # a function: evaluated per request
+app.layout = shell
+
+
+# --------------------------------------------------------------------------
+# Page "/": the dashboard
+# --------------------------------------------------------------------------
+
+
+def home_layout(**_query) -> html.Div:
+    return html.Div(
+        id="home-page",
+        children=[
+            html.Div(
+                style=GRID,
+                children=[
+                    card(
+                        html.P("Server callback", style=LABEL),
+                        html.Button("Run job", id="run", n_clicks=0, style=BUTTON),
+                        html.P(id="result", children="Not run yet", style={"margin": "10px 0 0", "color": "#374151"}),
+                    ),
+                ],
+            ),
+            card(
+                dcc.RadioItems(
+                    id="series",
+                    options=[
+                        {"label": " Requests", "value": "requests"},
+                        {"label": " Latency", "value": "latency"},
+                        {"label": " Errors", "value": "errors"},
+                    ],
+                    value="requests",
+                    inline=True,
+                    labelStyle={"marginRight": "18px"},
+                ),
+                dcc.Graph(id="chart", figure=figure("requests"), config={"displaylogo": False}),
+            ),
+        ],
+    )
 
 
 @app.callback(
@@ -300,8 +333,8 @@ app.layout = layout  # a function: evaluated per request
 def run_job(n_clicks: int) -> str:
     # Read the identity again from THIS request (the callback POST), not from
     # the layout: it proves the POST went through the gateway.
-    user, _ = current_identity()
-    return f"Run {n_clicks or 0} by {user or 'anonymous'}"
+    user = current_user()
+    return f"Run {n_clicks or 0} by {user.username if user else 'anonymous'}"
 
 
 @app.callback(
@@ -311,6 +344,92 @@ def run_job(n_clicks: int) -> str:
 )
 def update_chart(series: str) -> go.Figure:
     return figure(series)
+
+
+# --------------------------------------------------------------------------
+# Page "/admin": salaries (policy: role admin for the page, salaries:read for the table)
+# --------------------------------------------------------------------------
+
+
+def identity_check() -> str:
+    """'verified' if the gateway's signed assertion checks out against its JWKS."""
+    if not os.environ.get("DASHGATE_JWKS_URL"):
+        return "not checked (DASHGATE_JWKS_URL is not set)"
+    try:
+        user = current_user(verify=True)  # JWKS URL from DASHGATE_JWKS_URL
+    except DashgateConfigError as e:
+        return f"not checked ({e})"
+    return "verified" if user is not None else "NOT verified"
+
+
+def admin_layout(**_query) -> html.Div:
+    """Rendered inside the Dash Pages routing callback, i.e. inside a request."""
+    if not has_role(ADMIN_ROLE):
+        # The gateway refuses this page to non-admins before the app sees the
+        # request; this is the app's own second line.
+        return html.Div(id="admin-denied", style=CARD, children="This page is for administrators.")
+    return html.Div(
+        id="admin-page",
+        children=[
+            card(
+                html.P("Admin", style={**LABEL, "color": "#dc2626"}),
+                html.H2("Salaries", style={"margin": "0 0 6px"}),
+                html.P(
+                    [
+                        "Signed assertion from the gateway: ",
+                        html.Strong(identity_check(), id="identity-verified"),
+                    ],
+                    style={"margin": "0 0 14px", "color": "#4b5563"},
+                ),
+                dcc.RadioItems(
+                    id="department-filter",
+                    options=[{"label": " All", "value": "all"}]
+                    + [{"label": f" {d}", "value": d} for d in DEPARTMENTS],
+                    value="all",
+                    inline=True,
+                    labelStyle={"marginRight": "18px"},
+                ),
+                # Filled by the server callback below when the page loads.
+                html.Table(
+                    id="salary-table",
+                    style={"width": "100%", "borderCollapse": "collapse", "marginTop": "12px"},
+                ),
+            ),
+        ],
+    )
+
+
+CELL = {"textAlign": "left", "padding": "8px 10px", "borderBottom": "1px solid #eef0f4"}
+
+
+@app.callback(
+    Output("salary-table", "children"),
+    Input("department-filter", "value"),
+)
+@requires(permission=SALARY_PERMISSION)  # below @app.callback: Dash registers the guarded function
+def salary_rows(department: str) -> list:
+    rows = [r for r in SALARIES if department in (None, "all") or r[1] == department]
+    head = html.Thead(
+        html.Tr([html.Th(h, style=CELL) for h in ("Name", "Department", "Title", "Salary (EUR)")])
+    )
+    body = html.Tbody(
+        [
+            html.Tr(
+                [
+                    html.Td(name, style=CELL),
+                    html.Td(dept, style=CELL),
+                    html.Td(title, style=CELL),
+                    html.Td(f"{salary:,}", style={**CELL, "textAlign": "right"}),
+                ]
+            )
+            for name, dept, title, salary in rows
+        ]
+    )
+    return [head, body]
+
+
+dash.register_page("home", path="/", name="Dashboard", title="dashgate demo", layout=home_layout)
+dash.register_page("admin", path="/admin", name="Admin", title="dashgate demo - admin", layout=admin_layout)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 
 Starts, once per session:
   * the example Dash app (examples/dash_app/app.py) on a free loopback port,
+    with DASHGATE_JWKS_URL pointing at the gateway's /auth/jwks.json,
   * the dashgate gateway in front of it (binary from $DASHGATE_BIN, default
-    target/debug/dashgate), with a fresh SQLite database and key directory in
-    a temp dir, and two users (admin/admin, viewer/viewer) with random
-    passwords given on stdin,
+    target/debug/dashgate) with the example's policy
+    (examples/dash_app/policy.toml), a fresh SQLite database and key directory
+    in a temp dir, the roles of the quickstart (admin: salaries:read +
+    reports:read, viewer: reports:read) and two users (admin/admin,
+    viewer/viewer) with random passwords given on stdin,
 and, per test, a fresh headless Chromium (Debian's /usr/bin/chromium and
 /usr/bin/chromedriver) with its own profile.
 
@@ -35,6 +38,12 @@ import requests
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DASH_APP = REPO_ROOT / "examples" / "dash_app" / "app.py"
+POLICY = REPO_ROOT / "examples" / "dash_app" / "policy.toml"
+# role -> permissions, as scripts/quickstart creates them
+ROLE_PERMISSIONS = {
+    "admin": ["salaries:read", "reports:read"],
+    "viewer": ["reports:read"],
+}
 
 STARTUP_DEADLINE = 30.0  # seconds, for both the Dash app and the gateway
 CLI_TIMEOUT = 60.0
@@ -114,6 +123,7 @@ class Gateway:
     workdir: Path
     passwords: dict[str, str] = field(default_factory=dict)
     roles: dict[str, list[str]] = field(default_factory=dict)
+    jwks_url: str = ""
 
 
 @pytest.fixture(scope="session")
@@ -142,11 +152,25 @@ def workdir():
 
 
 @pytest.fixture(scope="session")
-def dash_app(workdir: Path):
+def gateway_port() -> int:
+    """Chosen before the Dash app starts: the app needs the gateway's JWKS URL."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def dash_app(workdir: Path, gateway_port: int):
     port = free_port()
+    while port == gateway_port:  # the gateway's port is not bound yet
+        port = free_port()
     log = workdir / "dash-app.log"
     _LOGS["dash app"] = log
-    env = dict(os.environ, DASH_PORT=str(port), PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        DASH_PORT=str(port),
+        PYTHONUNBUFFERED="1",
+        # the app fetches the keys lazily, on the first current_user(verify=True)
+        DASHGATE_JWKS_URL=f"http://127.0.0.1:{gateway_port}/auth/jwks.json",
+    )
     python = os.environ.get("DASH_PYTHON", sys.executable)
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -186,15 +210,17 @@ def _cli(gateway_bin: Path, workdir: Path, *args: str, stdin: str | None = None)
 
 
 @pytest.fixture(scope="session")
-def gateway(gateway_bin: Path, workdir: Path, dash_app: str):
+def gateway(gateway_bin: Path, workdir: Path, dash_app: str, gateway_port: int):
     passwords = {"admin": secrets.token_urlsafe(18), "viewer": secrets.token_urlsafe(18)}
     roles = {"admin": ["admin"], "viewer": ["viewer"]}
+    for role, perms in ROLE_PERMISSIONS.items():
+        _cli(gateway_bin, workdir, "roles", "add", role, *[a for p in perms for a in ("--perm", p)])
     for name, pw in passwords.items():
         role_args = [a for r in roles[name] for a in ("--role", r)]
         # password only on stdin, never on argv
         _cli(gateway_bin, workdir, "users", "add", name, *role_args, "--password-stdin", stdin=pw + "\n")
 
-    port = free_port()
+    port = gateway_port
     log = workdir / "gateway.stderr.log"
     _LOGS["gateway stderr"] = log
     env = dict(
@@ -210,6 +236,7 @@ def gateway(gateway_bin: Path, workdir: Path, dash_app: str):
         "--upstream", dash_app,
         "--database", "sqlite://dashgate.db",  # relative to cwd = workdir
         "--keys-dir", str(workdir / "keys"),
+        "--policy", str(POLICY),
     ]
     with open(log, "wb") as err, open(workdir / "gateway.stdout.log", "wb") as out:
         _LOGS["gateway stdout"] = workdir / "gateway.stdout.log"
@@ -225,7 +252,14 @@ def gateway(gateway_bin: Path, workdir: Path, dash_app: str):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(url + "/auth/healthz", proc, "gateway", expect_status=200)
-        yield Gateway(url=url, dash_url=dash_app, workdir=workdir, passwords=passwords, roles=roles)
+        yield Gateway(
+            url=url,
+            dash_url=dash_app,
+            workdir=workdir,
+            passwords=passwords,
+            roles=roles,
+            jwks_url=f"{url}/auth/jwks.json",
+        )
     finally:
         stop(proc)
 

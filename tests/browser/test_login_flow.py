@@ -99,6 +99,12 @@ def wait_dashboard(driver, username: str) -> None:
         EC.text_to_be_present_in_element((By.ID, "whoami"), username),
         message=f"Dash layout with #whoami containing {username!r} did not render",
     )
+    # The app uses Dash Pages: the dashboard's content arrives with the Pages callback,
+    # after the frame that holds #whoami.
+    WebDriverWait(driver, WAIT).until(
+        EC.element_to_be_clickable((By.ID, "run")),
+        message="the dashboard page (Dash Pages content with #run) did not render",
+    )
 
 
 class _FormInputs(HTMLParser):
