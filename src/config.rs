@@ -92,6 +92,8 @@ const KEYS: &[Key] = &[
     key("limits.body_read_timeout", Kind::Duration(1, 3600)),
     key("limits.upstream_timeout", Kind::Duration(1, 3600)),
     key("balancing.affinity", Kind::Bool),
+    key("metrics.public", Kind::Bool),
+    key("metrics.token_file", Kind::Str),
     key("balancing.health_path", Kind::Str),
     key("balancing.health_interval", Kind::Duration(1, 300)),
     key("limits.max_inspect_bytes", Kind::Int(1024, 1 << 30)),
@@ -166,6 +168,15 @@ pub struct Balancing {
     pub health_interval: Duration,
 }
 
+/// Who may read `/auth/metrics`.
+#[derive(Debug, Clone)]
+pub struct MetricsAccess {
+    /// Anyone (only behind a network boundary that keeps outsiders away).
+    pub public: bool,
+    /// A file holding a bearer token for the scraper (Prometheus `bearer_token_file`).
+    pub token_file: Option<PathBuf>,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -181,6 +192,7 @@ pub struct Config {
     pub session: SessionConfig,
     pub limits: Limits,
     pub balancing: Balancing,
+    pub metrics: MetricsAccess,
 }
 
 impl Config {
@@ -543,6 +555,13 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         session,
         limits,
         balancing,
+        metrics: MetricsAccess {
+            public: v.bool("metrics.public", false)?,
+            token_file: match v.str("metrics.token_file", "")? {
+                p if p.trim().is_empty() => None,
+                p => Some(PathBuf::from(p)),
+            },
+        },
     })
 }
 

@@ -9,6 +9,7 @@ pub mod db;
 pub mod directory;
 pub mod error;
 pub mod http_util;
+pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod server;

@@ -53,6 +53,9 @@ pub struct Gateway {
     pub proxy: Arc<Proxy>,
     pub policy: PolicyHandle,
     pub assertions: AssertionCache,
+    pub metrics: crate::metrics::Metrics,
+    /// Bearer token that may read `/auth/metrics`, from `metrics.token_file`.
+    pub metrics_token: Option<zeroize::Zeroizing<String>>,
 }
 
 impl Gateway {
@@ -61,6 +64,22 @@ impl Gateway {
         let db = Db::open(&config.sqlite_path())?;
         let keys = KeySet::load_or_create(&config.keys_dir)?;
         let hasher = Hasher::new(config.limits.password_hash_concurrency)?;
+        let metrics_token = match &config.metrics.token_file {
+            Some(p) => {
+                let t = std::fs::read_to_string(p).map_err(|e| {
+                    Error::Internal(format!("metrics.token_file {}: {e}", p.display()))
+                })?;
+                let t = zeroize::Zeroizing::new(t.trim().to_owned());
+                if t.len() < 16 {
+                    return Err(Error::Internal(format!(
+                        "metrics.token_file {}: the token must be at least 16 characters",
+                        p.display()
+                    )));
+                }
+                Some(t)
+            }
+            None => None,
+        };
         let policy = PolicyHandle::load(config.policy.as_deref())
             .map_err(|e| Error::Internal(e.to_string()))?;
         let proxy = Arc::new(Proxy::new(
@@ -79,6 +98,8 @@ impl Gateway {
             proxy,
             policy,
             assertions: AssertionCache::default(),
+            metrics: crate::metrics::Metrics::default(),
+            metrics_token,
             config,
         })
     }
@@ -271,10 +292,12 @@ async fn policy_watch(gw: Arc<Gateway>) {
 /// One request, start to end. Every error becomes a response here.
 pub async fn handle(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Response {
     let html = wants_html(req.headers(), req.uri().path());
-    match route(gw, peer, req).await {
+    let resp = match route(gw, peer, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(html),
-    }
+    };
+    gw.metrics.request(resp.status());
+    resp
 }
 
 async fn route(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result<Response, Error> {
@@ -449,6 +472,7 @@ async fn proxy_request(
         .filter(|_| gw.config.balancing.affinity)
         .map(|s| s.claims.sid.clone());
     let set_cookies = session.map(|s| s.set_cookies).unwrap_or_default();
+    let started = std::time::Instant::now();
     let mut resp = gw
         .proxy
         .forward(
@@ -457,6 +481,7 @@ async fn proxy_request(
             affinity.as_deref(),
         )
         .await?;
+    gw.metrics.upstream_latency(started.elapsed());
     strip_our_set_cookies(&mut resp, &gw.cookies);
     for c in set_cookies {
         resp.headers_mut().append(header::SET_COOKIE, c);

@@ -36,6 +36,7 @@ pub async fn handle(
         ("/login", Method::POST) => login(gw, peer, req).await,
         ("/logout", Method::GET | Method::HEAD) => logout_page(gw, &req).await,
         ("/logout", Method::POST) => logout(gw, peer, req).await,
+        ("/metrics", Method::GET) => metrics(gw, &req).await,
         ("/refresh", Method::POST) => refresh(gw, req).await,
         ("/userinfo", Method::GET | Method::HEAD) => userinfo(gw, &req).await,
         ("/jwks.json", Method::GET | Method::HEAD) => {
@@ -86,6 +87,7 @@ pub async fn handle(
             | "/jwks.json"
             | "/healthz"
             | "/readyz"
+            | "/metrics"
             | "/assets/dashgate.css",
             _,
         ) => Err(Error::MethodNotAllowed),
@@ -231,6 +233,7 @@ async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result
         )
         .is_err()
         {
+            gw.metrics.login("csrf_failure");
             tracing::info!(event = "login", result = "csrf_failure", ip = %peer.ip());
             return render_login(gw, &next, "", false, StatusCode::FORBIDDEN);
         }
@@ -255,6 +258,7 @@ async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result
                 Some(u) if u.disabled => "disabled",
                 Some(_) => "bad_password",
             };
+            gw.metrics.login("failure");
             tracing::info!(event = "login", result = "failure", reason, user = canonical.as_deref().unwrap_or("-"), ip = %peer.ip());
             return match &login.form {
                 Some(form) => {
@@ -273,6 +277,7 @@ async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result
     };
 
     let issued = gw.start_session(&user, now).await?;
+    gw.metrics.login("success");
     tracing::info!(event = "login", result = "success", user = %user.username, sid = %issued.family.id, ip = %peer.ip());
     match login.form {
         Some(form) => {
@@ -357,6 +362,63 @@ async fn refresh(gw: &Gateway, req: Request<Incoming>) -> Result<Response, Error
         &serde_json::json!({"token_type": "Bearer", "expires_in": issued.claims.exp.saturating_sub(now)}),
     );
     add_cookies(&mut r, gw.session_cookies(&issued, now, false)?);
+    Ok(r)
+}
+
+/// Permission that lets a signed-in user read `/auth/metrics`.
+pub const METRICS_PERMISSION: &str = "dashgate:metrics";
+
+/// Prometheus metrics, for `metrics.public`, the scraper's bearer token (`metrics.token_file`)
+/// or a user with the `dashgate:metrics` permission.
+async fn metrics(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, Error> {
+    let scraper = match (&gw.metrics_token, crate::session::bearer(req.headers())?) {
+        (Some(want), Some(got)) => csrf::secrets_equal(want, got),
+        _ => false,
+    };
+    if !gw.config.metrics.public && !scraper {
+        match gw.authenticate(req.headers(), clock::now()).await? {
+            Outcome::Authenticated(s)
+                if s.claims.permissions.iter().any(|p| p == METRICS_PERMISSION) => {}
+            Outcome::Authenticated(_) => {
+                return Err(Error::Forbidden(
+                    "metrics need the dashgate:metrics permission",
+                ));
+            }
+            Outcome::Anonymous { .. } => return Err(Error::Unauthenticated),
+        }
+    }
+    let healthy = (0..gw.proxy.upstreams.len())
+        .filter(|&i| gw.proxy.upstreams.is_healthy(i))
+        .count();
+    let text = gw.metrics.render(&[
+        (
+            "dashgate_upstreams_healthy",
+            "Upstreams currently passing their health checks.",
+            healthy as u64,
+        ),
+        (
+            "dashgate_upstreams",
+            "Configured upstreams.",
+            gw.proxy.upstreams.len() as u64,
+        ),
+        (
+            "dashgate_revocation_entries",
+            "Entries in the in-memory revocation set.",
+            gw.revocations.len() as u64,
+        ),
+        (
+            "dashgate_policy_rules",
+            "Rules of the policy in force.",
+            gw.policy.current().rule_count() as u64,
+        ),
+    ]);
+    let mut r = Response::new(full(text));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
 }
 

@@ -132,14 +132,24 @@ impl Gateway {
             .rotate(hash, now, self.refresh_policy())
             .await?
         {
-            Rotation::Rotated { family, token } => (family, Some(token)),
-            Rotation::Grace { family } => (family, None),
+            Rotation::Rotated { family, token } => {
+                self.metrics.refresh("rotated");
+                (family, Some(token))
+            }
+            Rotation::Grace { family } => {
+                self.metrics.refresh("grace");
+                (family, None)
+            }
             Rotation::Reused { family_id, user_id } => {
+                self.metrics.refresh("reused");
                 tracing::warn!(event = "refresh_reuse", sid = %family_id, user_id, "refresh token reused: session revoked");
                 self.revoke_session(&family_id, now).await?;
                 return Ok(None);
             }
-            Rotation::Invalid => return Ok(None),
+            Rotation::Invalid => {
+                self.metrics.refresh("invalid");
+                return Ok(None);
+            }
         };
         let user = match self.directory.user_by_id(family.user_id).await? {
             Some(u) if !u.disabled => u,
@@ -172,6 +182,7 @@ impl Gateway {
             expires_at: self.revocation_horizon(now),
         };
         self.revocations.insert(r.clone());
+        self.metrics.revocation();
         self.store.add_revocation(r).await
     }
 

@@ -9,6 +9,7 @@ mod cli;
 mod csrf;
 mod login;
 mod logout;
+mod metrics;
 mod policy;
 mod proxy;
 mod sessions;
