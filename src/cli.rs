@@ -273,7 +273,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             KeySet::load_or_create(&config.keys_dir)?;
             let kid = KeySet::rotate(&config.keys_dir)?;
             println!(
-                "added signing key {kid}; it signs after the next restart, older keys keep verifying"
+                "added signing key {kid}: gateways sharing this key directory verify with it within a second \
+                 and sign with it after keys.activation_delay; older keys keep verifying until their tokens have expired"
             );
             Ok(())
         }

@@ -93,6 +93,7 @@ const KEYS: &[Key] = &[
     key("limits.upstream_timeout", Kind::Duration(1, 3600)),
     key("balancing.affinity", Kind::Bool),
     key("metrics.public", Kind::Bool),
+    key("keys.activation_delay", Kind::Duration(0, 3600)),
     key("metrics.token_file", Kind::Str),
     key("balancing.health_path", Kind::Str),
     key("balancing.health_interval", Kind::Duration(1, 300)),
@@ -184,6 +185,8 @@ pub struct Config {
     pub upstreams: Vec<http::Uri>,
     pub database: String,
     pub keys_dir: PathBuf,
+    /// A rotated-in key signs only this long after it appeared (every replica knows it by then).
+    pub key_activation_delay: Duration,
     pub policy: Option<PathBuf>,
     pub auth_prefix: String,
     pub cookie_secure: bool,
@@ -544,6 +547,7 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         upstreams,
         database,
         keys_dir: PathBuf::from(v.str("keys_dir", "dashgate-keys")?),
+        key_activation_delay: v.duration("keys.activation_delay", "30s")?,
         policy: match v.str("policy", "")? {
             p if p.trim().is_empty() => None,
             p => Some(PathBuf::from(p)),

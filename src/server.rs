@@ -27,8 +27,8 @@ use crate::proxy::{Proxy, headers as proxy_headers, is_upgrade, read_body};
 use crate::session::cookies::CookieNames;
 use crate::session::{Outcome, Via, csrf, secs};
 use crate::store::{RevocationSet, Store};
-use crate::token::KeySet;
 use crate::token::assertion::AssertionCache;
+use crate::token::keys::{KeyRing, KeyTiming};
 
 /// hyper refuses header buffers smaller than this.
 const MIN_HEADER_BUF: usize = 8192;
@@ -39,11 +39,13 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const REVOCATION_POLL: Duration = Duration::from_secs(1);
 /// How often the policy file is checked for changes.
 const POLICY_POLL: Duration = Duration::from_secs(1);
+/// How often the key directory is re-read.
+const KEY_POLL: Duration = Duration::from_secs(1);
 
 /// Everything a request may need, shared by all connections.
 pub struct Gateway {
     pub config: Config,
-    pub keys: KeySet,
+    pub keys: KeyRing,
     pub cookies: CookieNames,
     pub db: Db,
     pub directory: Directory,
@@ -62,7 +64,13 @@ impl Gateway {
     /// Open the database and keys and build the shared state.
     pub fn new(config: Config) -> Result<Gateway, Error> {
         let db = Db::open(&config.sqlite_path())?;
-        let keys = KeySet::load_or_create(&config.keys_dir)?;
+        let t = &config.token;
+        let timing = KeyTiming {
+            activation_delay: secs(config.key_activation_delay),
+            // The longest a token signed with a superseded key can still be presented.
+            retire_after: secs(t.access_ttl.max(t.assertion_ttl)) + secs(t.leeway) + 60,
+        };
+        let keys = KeyRing::open(&config.keys_dir, timing, clock::now())?;
         let hasher = Hasher::new(config.limits.password_hash_concurrency)?;
         let metrics_token = match &config.metrics.token_file {
             Some(p) => {
@@ -120,6 +128,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     tracing::info!(listen = %local, upstreams = ?gw.config.upstreams.iter().map(ToString::to_string).collect::<Vec<_>>(), "dashgate is serving");
     tokio::spawn(revocation_sync(Arc::clone(&gw)));
     tokio::spawn(policy_watch(Arc::clone(&gw)));
+    tokio::spawn(key_sync(Arc::clone(&gw)));
     tokio::spawn(crate::proxy::health_checks(
         Arc::clone(&gw.proxy),
         gw.config.balancing.health_path.clone(),
@@ -289,6 +298,23 @@ async fn policy_watch(gw: Arc<Gateway>) {
     }
 }
 
+/// Follow the key directory: keys added by `dashgate keys rotate` (on this host or, with a
+/// shared directory, any other) verify within a second and sign after the activation delay.
+async fn key_sync(gw: Arc<Gateway>) {
+    loop {
+        tokio::time::sleep(KEY_POLL).await;
+        match gw.keys.reload(clock::now()) {
+            Ok(Some((active, kids))) => {
+                tracing::info!(signing_kid = %active, live_kids = ?kids, "signing keys changed")
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not re-read the key directory; keeping the keys in use")
+            }
+        }
+    }
+}
+
 /// One request, start to end. Every error becomes a response here.
 pub async fn handle(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Response {
     let html = wants_html(req.headers(), req.uri().path());
@@ -437,7 +463,7 @@ async fn proxy_request(
     }
     let assertion = match &session {
         Some(s) => Some(gw.assertions.get(
-            &gw.keys,
+            &gw.keys.current(),
             &s.claims,
             &gw.config.token.assertion_audience,
             secs(gw.config.token.assertion_ttl),

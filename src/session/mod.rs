@@ -73,7 +73,7 @@ impl Gateway {
 
     /// Verify an access token: signature, claims, and the revocation set.
     pub fn verify_access(&self, token: &str, now: i64) -> Option<AccessClaims> {
-        let claims = jwt::verify_access(token, &self.keys, &self.expect(now))
+        let claims = jwt::verify_access(token, &self.keys.current(), &self.expect(now))
             .map_err(|e| tracing::debug!(reason = %e, "access token rejected"))
             .ok()?;
         if self.revocations.is_revoked(&claims) {
@@ -102,7 +102,7 @@ impl Gateway {
             nbf: now,
             exp: now.saturating_add(secs(self.config.token.access_ttl)),
         };
-        let token = jwt::sign(&self.keys, jwt::ACCESS_TYP, &claims)?;
+        let token = jwt::sign(&self.keys.current(), jwt::ACCESS_TYP, &claims)?;
         Ok((claims, token))
     }
 

@@ -4,7 +4,13 @@
 //!   published in the JWKS;
 //! - `csrf.key`: the HMAC key of the signed double-submit CSRF tokens.
 //!
-//! Missing keys are generated on first start.
+//! Missing keys are generated on first start. Running gateways re-read the directory every
+//! second ([`KeyRing`]): a key added by `dashgate keys rotate` verifies at once on every replica
+//! that shares the directory, and starts signing only after `keys.activation_delay`, by when every
+//! replica knows it. A key that has been superseded for longer than any token it signed can live
+//! is retired: it no longer verifies and leaves the JWKS.
+
+use std::sync::{Arc, RwLock};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,8 +28,30 @@ pub const ALG: &str = "EdDSA";
 struct KeyFile {
     kid: String,
     created: i64,
+    /// Creation time in milliseconds: orders keys made within the same second.
+    #[serde(default)]
+    created_ms: i64,
     /// Base64url of the 32-byte Ed25519 seed.
     seed: String,
+}
+
+/// When keys start signing and stop verifying, in seconds.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyTiming {
+    /// A new key signs only this long after it was created.
+    pub activation_delay: i64,
+    /// A superseded key keeps verifying this long after its successor started signing.
+    pub retire_after: i64,
+}
+
+impl Default for KeyTiming {
+    /// Immediate activation, never retired: for the CLI and tests.
+    fn default() -> Self {
+        KeyTiming {
+            activation_delay: 0,
+            retire_after: i64::MAX,
+        }
+    }
 }
 
 /// Signing and verification keys plus the CSRF key.
@@ -51,6 +79,11 @@ impl KeySet {
     /// Load every key in `dir`, generating the directory, a signing key and the CSRF key if
     /// they do not exist yet.
     pub fn load_or_create(dir: &Path) -> Result<KeySet, Error> {
+        Self::load_timed(dir, KeyTiming::default(), crate::clock::now())
+    }
+
+    /// Like [`KeySet::load_or_create`], choosing the signing key and the live keys by `timing`.
+    pub fn load_timed(dir: &Path, timing: KeyTiming, now: i64) -> Result<KeySet, Error> {
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
         restrict(dir, 0o700);
         let mut files = read_signing_keys(dir)?;
@@ -58,14 +91,44 @@ impl KeySet {
             files.push(write_new_signing_key(dir)?);
         }
         let csrf = load_or_create_secret(&dir.join("csrf.key"))?;
-        Self::from_files(files, csrf)
+        Self::from_files(files, csrf, timing, now)
     }
 
-    fn from_files(mut files: Vec<KeyFile>, csrf: Zeroizing<[u8; 32]>) -> Result<KeySet, Error> {
-        files.sort_by(|a, b| (a.created, &a.kid).cmp(&(b.created, &b.kid)));
+    fn from_files(
+        mut files: Vec<KeyFile>,
+        csrf: Zeroizing<[u8; 32]>,
+        timing: KeyTiming,
+        now: i64,
+    ) -> Result<KeySet, Error> {
+        files.sort_by(|a, b| {
+            (a.created, a.created_ms, &a.kid).cmp(&(b.created, b.created_ms, &b.kid))
+        });
+        let activation = |f: &KeyFile| f.created.saturating_add(timing.activation_delay);
+        // The signing key: the newest one whose activation time has come; when none has (a
+        // fresh directory), the oldest, which every replica has had the longest.
+        let active_index = files
+            .iter()
+            .rposition(|f| activation(f) <= now)
+            .unwrap_or(0);
+        // Retired: older than the signing key, and superseded for longer than `retire_after`.
+        let live: Vec<bool> = (0..files.len())
+            .map(|i| {
+                i >= active_index
+                    || files.get(i + 1).is_none_or(|next| {
+                        activation(next).saturating_add(timing.retire_after) > now
+                    })
+            })
+            .collect();
+        let active_kid = files
+            .get(active_index)
+            .map(|f| f.kid.clone())
+            .ok_or_else(|| Error::Internal("no signing key".to_owned()))?;
         let mut verifying = HashMap::new();
         let mut newest = None;
-        for f in files {
+        for (f, live) in files.into_iter().zip(live) {
+            if !live {
+                continue;
+            }
             let seed = Zeroizing::new(
                 super::unb64(&f.seed)
                     .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
@@ -75,10 +138,11 @@ impl KeySet {
             );
             let sk = SigningKey::from_bytes(&seed);
             verifying.insert(f.kid.clone(), sk.verifying_key());
-            newest = Some((f.kid, sk));
+            if f.kid == active_kid {
+                newest = Some(sk);
+            }
         }
-        let (active_kid, active) =
-            newest.ok_or_else(|| Error::Internal("no signing key".to_owned()))?;
+        let active = newest.ok_or_else(|| Error::Internal("no signing key".to_owned()))?;
         Ok(KeySet {
             active_kid,
             active,
@@ -87,7 +151,8 @@ impl KeySet {
         })
     }
 
-    /// Add a new signing key with a fresh `kid`; it becomes the active one. Old keys stay.
+    /// Add a new signing key with a fresh `kid`; it signs after the activation delay. Old keys
+    /// stay until they retire.
     pub fn rotate(dir: &Path) -> Result<String, Error> {
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
         Ok(write_new_signing_key(dir)?.kid)
@@ -104,6 +169,13 @@ impl KeySet {
 
     pub fn csrf_key(&self) -> &[u8; 32] {
         &self.csrf
+    }
+
+    /// `kid`s that verify, sorted, and the signing `kid`: what a reload compares.
+    fn fingerprint(&self) -> (String, Vec<String>) {
+        let mut kids: Vec<String> = self.verifying.keys().cloned().collect();
+        kids.sort();
+        (self.active_kid.clone(), kids)
     }
 
     /// The JSON Web Key Set (RFC 7517, OKP keys per RFC 8037).
@@ -125,6 +197,61 @@ impl KeySet {
             })
             .collect();
         serde_json::json!({ "keys": keys })
+    }
+}
+
+/// The live key set of a running gateway, re-read from the key directory.
+pub struct KeyRing {
+    dir: PathBuf,
+    timing: KeyTiming,
+    current: RwLock<Arc<KeySet>>,
+    csrf: Zeroizing<[u8; 32]>,
+}
+
+impl KeyRing {
+    pub fn open(dir: &Path, timing: KeyTiming, now: i64) -> Result<KeyRing, Error> {
+        let set = KeySet::load_timed(dir, timing, now)?;
+        Ok(KeyRing {
+            dir: dir.to_path_buf(),
+            timing,
+            csrf: Zeroizing::new(*set.csrf_key()),
+            current: RwLock::new(Arc::new(set)),
+        })
+    }
+
+    pub fn current(&self) -> Arc<KeySet> {
+        match self.current.read() {
+            Ok(k) => Arc::clone(&k),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    pub fn csrf_key(&self) -> &[u8; 32] {
+        &self.csrf
+    }
+
+    pub fn jwks(&self) -> serde_json::Value {
+        self.current().jwks()
+    }
+
+    /// Re-read the directory; returns the new signing `kid` and live `kid`s when they changed.
+    pub fn reload(&self, now: i64) -> Result<Option<(String, Vec<String>)>, Error> {
+        let files = read_signing_keys(&self.dir)?;
+        if files.is_empty() {
+            return Err(Error::Internal(format!(
+                "key directory {} has no signing key",
+                self.dir.display()
+            )));
+        }
+        let set = KeySet::from_files(files, Zeroizing::new(*self.csrf), self.timing, now)?;
+        let fresh = set.fingerprint();
+        if fresh == self.current().fingerprint() {
+            return Ok(None);
+        }
+        if let Ok(mut cur) = self.current.write() {
+            *cur = Arc::new(set);
+        }
+        Ok(Some(fresh))
     }
 }
 
@@ -154,6 +281,9 @@ fn write_new_signing_key(dir: &Path) -> Result<KeyFile, Error> {
     let file = KeyFile {
         kid: kid.clone(),
         created: crate::clock::now(),
+        created_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
         seed: super::b64(seed.as_ref()),
     };
     let text = Zeroizing::new(
@@ -206,6 +336,39 @@ fn restrict(_path: &Path, _mode: u32) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn activation_delay_and_retirement() -> Result<(), Error> {
+        let dir = tempfile::tempdir().map_err(|e| Error::Internal(e.to_string()))?;
+        let timing = KeyTiming {
+            activation_delay: 30,
+            retire_after: 1000,
+        };
+        let now = crate::clock::now();
+        let ring = KeyRing::open(dir.path(), timing, now)?;
+        let first = ring.current().active().0.to_owned();
+        let second = KeySet::rotate(dir.path())?;
+        // Known (verifies) at once, signs only after the delay.
+        let (active, kids) = ring
+            .reload(now)?
+            .ok_or(Error::Internal("no change seen".into()))?;
+        assert_eq!(active, first);
+        assert!(kids.contains(&second) && kids.contains(&first));
+        assert!(ring.reload(now)?.is_none(), "nothing new");
+        let (active, _) = ring
+            .reload(now + 31)?
+            .ok_or(Error::Internal("no switch".into()))?;
+        assert_eq!(active, second);
+        // The old key verifies until its successor has signed for `retire_after`.
+        assert!(ring.current().verifying(&first).is_some());
+        let (_, kids) = ring
+            .reload(now + 31 + 1000)?
+            .ok_or(Error::Internal("no retirement".into()))?;
+        assert_eq!(kids, vec![second.clone()]);
+        assert!(ring.current().verifying(&first).is_none());
+        assert_eq!(ring.jwks()["keys"].as_array().map(Vec::len), Some(1));
+        Ok(())
+    }
 
     #[test]
     fn keys_persist_and_rotate() -> Result<(), Error> {

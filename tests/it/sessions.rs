@@ -305,3 +305,48 @@ async fn refresh_endpoint_and_token_kinds_do_not_mix() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn key_rotation_reaches_a_running_gateway() -> TestResult {
+    let up = Upstream::start().await?;
+    let opts = Options::new(&up.url).env("DASHGATE_KEYS_ACTIVATION_DELAY", "1s");
+    let gw = Gateway::start_with(opts, &[("alice", &[])]).await?;
+    let old = gw.login("alice", PASSWORD).await?;
+    let old_kid = kid(old.get(ACCESS).ok_or("access")?)?;
+    let out = gw.cli(&["keys", "rotate"], None)?;
+    assert!(
+        out.status.success(),
+        "{}",
+        crate::support::output_text(&out)
+    );
+    let published = crate::support::eventually(std::time::Duration::from_secs(10), || async {
+        let jwks: Option<serde_json::Value> =
+            match client().get(gw.url("/auth/jwks.json")).send().await {
+                Ok(r) => r.json().await.ok(),
+                Err(_) => None,
+            };
+        jwks.and_then(|j| j["keys"].as_array().map(Vec::len)) == Some(2)
+    })
+    .await;
+    assert!(published, "the new key is published without a restart");
+    let switched = crate::support::eventually(std::time::Duration::from_secs(10), || async {
+        match gw.login("alice", PASSWORD).await {
+            Ok(jar) => jar
+                .get(ACCESS)
+                .and_then(|t| kid(t).ok())
+                .is_some_and(|k| k != old_kid),
+            Err(_) => false,
+        }
+    })
+    .await;
+    assert!(
+        switched,
+        "new logins are signed with the new key after the activation delay"
+    );
+    assert_eq!(
+        get(&gw, "/x", &old).await?.status(),
+        200,
+        "tokens signed with the old key still verify"
+    );
+    Ok(())
+}
