@@ -94,6 +94,8 @@ const KEYS: &[Key] = &[
     key("balancing.affinity", Kind::Bool),
     key("metrics.public", Kind::Bool),
     key("keys.activation_delay", Kind::Duration(0, 3600)),
+    key("tls.cert_file", Kind::Str),
+    key("tls.key_file", Kind::Str),
     key("metrics.token_file", Kind::Str),
     key("balancing.health_path", Kind::Str),
     key("balancing.health_interval", Kind::Duration(1, 300)),
@@ -196,6 +198,8 @@ pub struct Config {
     pub limits: Limits,
     pub balancing: Balancing,
     pub metrics: MetricsAccess,
+    /// Certificate and key (PEM) for TLS on the listener.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Config {
@@ -559,6 +563,22 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         session,
         limits,
         balancing,
+        tls: match (v.str("tls.cert_file", "")?, v.str("tls.key_file", "")?) {
+            (c, k) if c.is_empty() && k.is_empty() => None,
+            (c, k) if !c.is_empty() && !k.is_empty() => Some((PathBuf::from(c), PathBuf::from(k))),
+            (c, _) if c.is_empty() => {
+                return Err(v.invalid(
+                    "tls.cert_file",
+                    "needed together with tls.key_file".to_owned(),
+                ));
+            }
+            _ => {
+                return Err(v.invalid(
+                    "tls.key_file",
+                    "needed together with tls.cert_file".to_owned(),
+                ));
+            }
+        },
         metrics: MetricsAccess {
             public: v.bool("metrics.public", false)?,
             token_file: match v.str("metrics.token_file", "")? {
@@ -615,6 +635,12 @@ impl Config {
             w.push(
                 "cookie_secure = false: cookies lose the Secure flag and the __Host- prefix; \
                  use this only for plain-HTTP development on loopback"
+                    .to_owned(),
+            );
+        }
+        if self.tls.is_some() && !self.cookie_secure {
+            w.push(
+                "TLS is on but cookie_secure = false: cookies lose the Secure flag for no reason"
                     .to_owned(),
             );
         }

@@ -15,4 +15,5 @@ pub mod proxy;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod tls;
 pub mod token;

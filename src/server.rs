@@ -41,6 +41,8 @@ const REVOCATION_POLL: Duration = Duration::from_secs(1);
 const POLICY_POLL: Duration = Duration::from_secs(1);
 /// How often the key directory is re-read.
 const KEY_POLL: Duration = Duration::from_secs(1);
+/// How often the TLS certificate files are checked for changes.
+const CERT_POLL: Duration = Duration::from_secs(2);
 
 /// Everything a request may need, shared by all connections.
 pub struct Gateway {
@@ -58,6 +60,8 @@ pub struct Gateway {
     pub metrics: crate::metrics::Metrics,
     /// Bearer token that may read `/auth/metrics`, from `metrics.token_file`.
     pub metrics_token: Option<zeroize::Zeroizing<String>>,
+    /// The listener's certificate, when it speaks TLS.
+    pub tls: Option<Arc<crate::tls::CertStore>>,
 }
 
 impl Gateway {
@@ -88,6 +92,13 @@ impl Gateway {
             }
             None => None,
         };
+        let tls = match &config.tls {
+            Some((cert, key)) => Some(Arc::new(
+                crate::tls::CertStore::load(cert, key)
+                    .map_err(|e| Error::Internal(format!("TLS: {e}")))?,
+            )),
+            None => None,
+        };
         let policy = PolicyHandle::load(config.policy.as_deref())
             .map_err(|e| Error::Internal(e.to_string()))?;
         let proxy = Arc::new(Proxy::new(
@@ -108,6 +119,7 @@ impl Gateway {
             assertions: AssertionCache::default(),
             metrics: crate::metrics::Metrics::default(),
             metrics_token,
+            tls,
             config,
         })
     }
@@ -129,6 +141,17 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     tokio::spawn(revocation_sync(Arc::clone(&gw)));
     tokio::spawn(policy_watch(Arc::clone(&gw)));
     tokio::spawn(key_sync(Arc::clone(&gw)));
+    let acceptor = match &gw.tls {
+        Some(store) => {
+            tokio::spawn(cert_watch(Arc::clone(store)));
+            Some(
+                store
+                    .acceptor()
+                    .map_err(|e| Error::Internal(format!("TLS: {e}")))?,
+            )
+        }
+        None => None,
+    };
     tokio::spawn(crate::proxy::health_checks(
         Arc::clone(&gw.proxy),
         gw.config.balancing.health_path.clone(),
@@ -150,33 +173,23 @@ pub async fn serve(config: Config) -> Result<(), Error> {
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn_gw = Arc::clone(&gw);
-                let service = service_fn(move |req| {
-                    let gw = Arc::clone(&conn_gw);
-                    async move { Ok::<_, Infallible>(handle(&gw, peer, req).await) }
-                });
-                let limits = &gw.config.limits;
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(limits.header_read_timeout)
-                    .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BUF))
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades();
+                let gw = Arc::clone(&gw);
                 let alive = alive.clone();
-                let mut stop = stop_rx.clone();
+                let stop = stop_rx.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     let _alive = alive;
-                    let mut conn = std::pin::pin!(conn);
-                    let result = tokio::select! {
-                        r = conn.as_mut() => r,
-                        _ = async { let _ = stop.wait_for(|s| *s).await.map(|_| ()); } => {
-                            conn.as_mut().graceful_shutdown();
-                            conn.await
+                    match acceptor {
+                        None => serve_connection(gw, peer, stream, stop).await,
+                        Some(acceptor) => {
+                            // The handshake gets the same deadline as a request head.
+                            let limit = gw.config.limits.header_read_timeout;
+                            match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => serve_connection(gw, peer, tls, stop).await,
+                                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                                Err(_) => tracing::debug!("TLS handshake timed out"),
+                            }
                         }
-                    };
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });
             }
@@ -196,6 +209,59 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         tracing::warn!("some connections did not finish within the shutdown grace period");
     }
     Ok(())
+}
+
+/// Serve HTTP/1.1 on one connection (plain or TLS) until it ends or shutdown drains it.
+async fn serve_connection<I>(
+    gw: Arc<Gateway>,
+    peer: SocketAddr,
+    io: I,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = &gw.config.limits;
+    let builder = {
+        let mut b = http1::Builder::new();
+        b.timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BUF))
+            .keep_alive(true);
+        b
+    };
+    let conn_gw = Arc::clone(&gw);
+    let service = service_fn(move |req| {
+        let gw = Arc::clone(&conn_gw);
+        async move { Ok::<_, Infallible>(handle(&gw, peer, req).await) }
+    });
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = async { let _ = stop.wait_for(|s| *s).await.map(|_| ()); } => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Re-read the certificate pair when its files change; keep the old one if the new one fails.
+async fn cert_watch(store: Arc<crate::tls::CertStore>) {
+    loop {
+        tokio::time::sleep(CERT_POLL).await;
+        match store.reload() {
+            Ok(true) => tracing::info!("TLS certificate reloaded"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "new TLS certificate rejected; the previous one stays in use")
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -318,11 +384,21 @@ async fn key_sync(gw: Arc<Gateway>) {
 /// One request, start to end. Every error becomes a response here.
 pub async fn handle(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Response {
     let html = wants_html(req.headers(), req.uri().path());
-    let resp = match route(gw, peer, req).await {
+    let mut resp = match route(gw, peer, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(html),
     };
     gw.metrics.request(resp.status());
+    if gw.tls.is_some()
+        && !resp
+            .headers()
+            .contains_key(header::STRICT_TRANSPORT_SECURITY)
+    {
+        resp.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     resp
 }
 
@@ -475,7 +551,7 @@ async fn proxy_request(
         &mut parts.headers,
         &proxy_headers::Forwarded {
             client_ip: peer.ip().to_string(),
-            proto: "http",
+            proto: if gw.tls.is_some() { "https" } else { "http" },
             host,
             identity: session.as_ref().map(|s| proxy_headers::Identity {
                 user: &s.claims.sub,

@@ -28,9 +28,9 @@ pub const ALG: &str = "EdDSA";
 struct KeyFile {
     kid: String,
     created: i64,
-    /// Creation time in milliseconds: orders keys made within the same second.
+    /// Creation time in nanoseconds: orders keys made within the same second.
     #[serde(default)]
-    created_ms: i64,
+    created_ns: i64,
     /// Base64url of the 32-byte Ed25519 seed.
     seed: String,
 }
@@ -101,7 +101,7 @@ impl KeySet {
         now: i64,
     ) -> Result<KeySet, Error> {
         files.sort_by(|a, b| {
-            (a.created, a.created_ms, &a.kid).cmp(&(b.created, b.created_ms, &b.kid))
+            (a.created, a.created_ns, &a.kid).cmp(&(b.created, b.created_ns, &b.kid))
         });
         let activation = |f: &KeyFile| f.created.saturating_add(timing.activation_delay);
         // The signing key: the newest one whose activation time has come; when none has (a
@@ -281,9 +281,9 @@ fn write_new_signing_key(dir: &Path) -> Result<KeyFile, Error> {
     let file = KeyFile {
         kid: kid.clone(),
         created: crate::clock::now(),
-        created_ms: std::time::SystemTime::now()
+        created_ns: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
         seed: super::b64(seed.as_ref()),
     };
     let text = Zeroizing::new(

@@ -13,3 +13,4 @@ mod metrics;
 mod policy;
 mod proxy;
 mod sessions;
+mod tls;

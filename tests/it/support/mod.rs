@@ -53,6 +53,8 @@ pub struct Gateway {
     log: PathBuf,
     env: Vec<(String, String)>,
     args: Vec<String>,
+    /// The certificate to trust when the gateway serves TLS.
+    pub ca: Option<String>,
 }
 
 pub struct Options {
@@ -61,6 +63,8 @@ pub struct Options {
     pub args: Vec<String>,
     pub config: Option<String>,
     pub policy: Option<String>,
+    /// PEM certificate and key: serve TLS, and trust this certificate in [`Gateway::client`].
+    pub tls: Option<(String, String)>,
 }
 
 impl Options {
@@ -71,6 +75,7 @@ impl Options {
             args: Vec::new(),
             config: None,
             policy: None,
+            tls: None,
         }
     }
     pub fn env(mut self, k: &str, v: &str) -> Options {
@@ -81,6 +86,12 @@ impl Options {
         self.args.push(a.to_owned());
         self
     }
+    /// Serve TLS with this self-signed certificate (PEM) and key.
+    pub fn tls(mut self, cert_pem: &str, key_pem: &str) -> Options {
+        self.tls = Some((cert_pem.to_owned(), key_pem.to_owned()));
+        self
+    }
+
     /// Serve with this policy, written to `policy.toml` in the gateway's directory.
     pub fn policy(mut self, toml: &str) -> Options {
         self.policy = Some(toml.to_owned());
@@ -120,6 +131,14 @@ impl Gateway {
             args.push("--policy".to_owned());
             args.push(p.display().to_string());
         }
+        let mut env = opts.env.clone();
+        if let Some((cert, key)) = &opts.tls {
+            let (c, k) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+            std::fs::write(&c, cert)?;
+            std::fs::write(&k, key)?;
+            env.push(("DASHGATE_TLS_CERT_FILE".to_owned(), c.display().to_string()));
+            env.push(("DASHGATE_TLS_KEY_FILE".to_owned(), k.display().to_string()));
+        }
         args.extend(opts.args.iter().cloned());
         let mut gw = Gateway {
             log: dir.path().join("gateway.log"),
@@ -127,8 +146,9 @@ impl Gateway {
             port: 0,
             base: String::new(),
             child: None,
-            env: opts.env.clone(),
+            env,
             args,
+            ca: opts.tls.as_ref().map(|(c, _)| c.clone()),
         };
         for (name, roles) in users {
             gw.add_user(name, PASSWORD, roles)?;
@@ -172,9 +192,10 @@ impl Gateway {
                 .spawn()?;
             self.child = Some(child);
             self.port = port;
-            self.base = format!("http://127.0.0.1:{port}");
+            let scheme = if self.ca.is_some() { "https" } else { "http" };
+            self.base = format!("{scheme}://127.0.0.1:{port}");
             let url = self.url("/auth/healthz");
-            let client = client();
+            let client = self.client();
             let ready = eventually(Duration::from_secs(20), || {
                 let client = client.clone();
                 let url = url.clone();
@@ -235,6 +256,22 @@ impl Gateway {
         }
         let _ = c.kill();
         c.wait().ok()
+    }
+
+    /// A client for this gateway: like [`client`], trusting its TLS certificate if it has one.
+    pub fn client(&self) -> reqwest::Client {
+        let mut b = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .tls_info(true);
+        if let Some(cert) = self
+            .ca
+            .as_ref()
+            .and_then(|c| reqwest::Certificate::from_pem(c.as_bytes()).ok())
+        {
+            b = b.add_root_certificate(cert);
+        }
+        b.build().unwrap_or_else(|_| reqwest::Client::new())
     }
 
     pub fn log(&self) -> String {
@@ -300,7 +337,7 @@ impl Gateway {
         password: &str,
         next: &str,
     ) -> Result<(u16, Jar), Box<dyn std::error::Error>> {
-        let c = client();
+        let c = self.client();
         let mut jar = Jar::default();
         let page = c.get(self.url("/auth/login")).send().await?;
         jar.update(page.headers());
@@ -327,7 +364,8 @@ impl Gateway {
         user: &str,
         password: &str,
     ) -> Result<(String, String), Box<dyn std::error::Error>> {
-        let resp = client()
+        let resp = self
+            .client()
             .post(self.url("/auth/login"))
             .json(&serde_json::json!({"username": user, "password": password}))
             .send()
