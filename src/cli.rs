@@ -33,6 +33,10 @@ pub struct Cli {
     /// User database, sqlite://PATH (default sqlite://dashgate.db). Env: DASHGATE_DATABASE_URL.
     #[arg(long, global = true, value_name = "URL")]
     database: Option<String>,
+    /// Shared state store for many replicas, redis://… or rediss://… (default: the database).
+    /// Env: DASHGATE_STORE_URL.
+    #[arg(long, global = true, value_name = "URL")]
+    store: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -176,6 +180,9 @@ fn sources(cli: &Cli, serve: Option<&ServeArgs>) -> Sources {
     let mut flags: Vec<(&'static str, String)> = Vec::new();
     if let Some(db) = &cli.database {
         flags.push(("database", db.clone()));
+    }
+    if let Some(store) = &cli.store {
+        flags.push(("store", store.clone()));
     }
     if let Some(s) = serve {
         if let Some(v) = &s.listen {
@@ -367,7 +374,7 @@ async fn end_sessions(
 async fn users(config: &Config, cmd: &UsersCommand) -> Result<(), CliError> {
     let db = Db::open(&config.sqlite_path())?;
     let dir = Directory::new(db.clone());
-    let store = Store::new(db);
+    let store = Store::open(config.store.as_deref(), &db, config.limits.store_timeout)?;
     let missing = |n: &str| CliError::Usage(format!("no user named {n:?}"));
     match cmd {
         UsersCommand::Add { name, roles, .. } => {

@@ -65,6 +65,11 @@ const KEYS: &[Key] = &[
     key("listen", Kind::Str),
     key("upstream", Kind::StrList),
     Key {
+        name: "store",
+        kind: Kind::Str,
+        env: Some("DASHGATE_STORE_URL"),
+    },
+    Key {
         name: "database",
         kind: Kind::Str,
         env: Some("DASHGATE_DATABASE_URL"),
@@ -91,6 +96,7 @@ const KEYS: &[Key] = &[
     key("limits.header_read_timeout", Kind::Duration(1, 600)),
     key("limits.body_read_timeout", Kind::Duration(1, 3600)),
     key("limits.upstream_timeout", Kind::Duration(1, 3600)),
+    key("limits.store_timeout", Kind::Duration(1, 60)),
     key("balancing.affinity", Kind::Bool),
     key("metrics.public", Kind::Bool),
     key("keys.activation_delay", Kind::Duration(0, 3600)),
@@ -156,6 +162,8 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub upstream_timeout: Duration,
+    /// Deadline of every state-store (Redis) command.
+    pub store_timeout: Duration,
     /// Largest Dash callback body the gateway reads to apply `dash_outputs` rules.
     pub max_inspect_bytes: usize,
     pub password_hash_concurrency: usize,
@@ -186,6 +194,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub upstreams: Vec<http::Uri>,
     pub database: String,
+    /// Shared state store (`redis://`, `rediss://`); `None`: the embedded database.
+    pub store: Option<String>,
     pub keys_dir: PathBuf,
     /// A rotated-in key signs only this long after it appeared (every replica knows it by then).
     pub key_activation_delay: Duration,
@@ -527,6 +537,7 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         header_read_timeout: v.duration("limits.header_read_timeout", "10s")?,
         body_read_timeout: v.duration("limits.body_read_timeout", "30s")?,
         upstream_timeout: v.duration("limits.upstream_timeout", "60s")?,
+        store_timeout: v.duration("limits.store_timeout", "2s")?,
         max_inspect_bytes: to_usize(v.int("limits.max_inspect_bytes", 16 * 1024 * 1024)?),
         password_hash_concurrency: to_usize(
             v.int("limits.password_hash_concurrency", default_hashers)?,
@@ -551,6 +562,19 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         upstreams,
         database,
         keys_dir: PathBuf::from(v.str("keys_dir", "dashgate-keys")?),
+        store: match v.str("store", "")? {
+            s if s.trim().is_empty() => None,
+            s if s.starts_with("redis://") || s.starts_with("rediss://") => Some(s),
+            s => {
+                return Err(v.invalid(
+                    "store",
+                    format!(
+                        "expected redis://HOST[:PORT][/DB] or rediss://…, got {:?}",
+                        redact(&s)
+                    ),
+                ));
+            }
+        },
         key_activation_delay: v.duration("keys.activation_delay", "30s")?,
         policy: match v.str("policy", "")? {
             p if p.trim().is_empty() => None,
@@ -587,6 +611,16 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
             },
         },
     })
+}
+
+/// A URL with any password replaced, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &url[..scheme], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 fn to_usize(n: u64) -> usize {

@@ -34,9 +34,6 @@ use crate::token::keys::{KeyRing, KeyTiming};
 const MIN_HEADER_BUF: usize = 8192;
 /// How long in-flight requests get to finish after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How often the revocation set catches up with revocations written by other processes
-/// (`dashgate users disable` from the CLI).
-const REVOCATION_POLL: Duration = Duration::from_secs(1);
 /// How often the policy file is checked for changes.
 const POLICY_POLL: Duration = Duration::from_secs(1);
 /// How often the key directory is re-read.
@@ -52,7 +49,7 @@ pub struct Gateway {
     pub db: Db,
     pub directory: Directory,
     pub store: Store,
-    pub revocations: RevocationSet,
+    pub revocations: Arc<RevocationSet>,
     pub hasher: Hasher,
     pub proxy: Arc<Proxy>,
     pub policy: PolicyHandle,
@@ -109,8 +106,8 @@ impl Gateway {
         Ok(Gateway {
             cookies: CookieNames::new(config.cookie_secure),
             directory: Directory::new(db.clone()),
-            store: Store::new(db.clone()),
-            revocations: RevocationSet::default(),
+            store: Store::open(config.store.as_deref(), &db, config.limits.store_timeout)?,
+            revocations: Arc::new(RevocationSet::default()),
             db,
             keys,
             hasher,
@@ -138,7 +135,11 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         .local_addr()
         .map_err(|e| Error::Internal(e.to_string()))?;
     tracing::info!(listen = %local, upstreams = ?gw.config.upstreams.iter().map(ToString::to_string).collect::<Vec<_>>(), "dashgate is serving");
-    tokio::spawn(revocation_sync(Arc::clone(&gw)));
+    tokio::spawn(
+        gw.store
+            .clone()
+            .follow_revocations(Arc::clone(&gw.revocations)),
+    );
     tokio::spawn(policy_watch(Arc::clone(&gw)));
     tokio::spawn(key_sync(Arc::clone(&gw)));
     let acceptor = match &gw.tls {
@@ -284,32 +285,6 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
-    }
-}
-
-/// Keep the in-memory revocation set current with the store, and purge what expired.
-async fn revocation_sync(gw: Arc<Gateway>) {
-    let mut cursor = 0;
-    let mut ticks: u64 = 0;
-    loop {
-        let now = clock::now();
-        match gw.store.revocations_since(cursor, now).await {
-            Ok((entries, next)) => {
-                for r in entries {
-                    gw.revocations.insert(r);
-                }
-                cursor = next;
-            }
-            Err(e) => tracing::warn!(error = %e, "could not load revocations"),
-        }
-        if ticks % 600 == 0 {
-            gw.revocations.purge(now);
-            if let Err(e) = gw.store.purge(now).await {
-                tracing::warn!(error = %e, "could not purge expired state");
-            }
-        }
-        ticks = ticks.wrapping_add(1);
-        tokio::time::sleep(REVOCATION_POLL).await;
     }
 }
 

@@ -50,7 +50,7 @@ pub async fn handle(
         ("/healthz", Method::GET | Method::HEAD) => {
             Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
         }
-        ("/readyz", Method::GET | Method::HEAD) => match gw.db.ping().await {
+        ("/readyz", Method::GET | Method::HEAD) => match ready(gw).await {
             Ok(()) => Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({"status": "ready"}),
@@ -93,6 +93,12 @@ pub async fn handle(
         ) => Err(Error::MethodNotAllowed),
         _ => Err(Error::NotFound),
     }
+}
+
+/// Ready when the user database and the state store both answer.
+async fn ready(gw: &Gateway) -> Result<(), Error> {
+    gw.db.ping().await?;
+    gw.store.ping().await
 }
 
 fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {

@@ -1,16 +1,20 @@
 //! Session state: refresh-token families (rotation, reuse detection, idle and absolute
-//! lifetimes) and revocations, in the embedded database; plus the in-memory revocation set that
-//! the hot path consults without any I/O.
+//! lifetimes) and revocations — in the embedded database on one node, in Redis for many
+//! replicas — plus the in-memory revocation set that the hot path consults without any I/O.
 
+pub mod redis;
 pub mod revocation;
+pub mod sqlite;
 
-use rusqlite::{OptionalExtension, params};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::db::Db;
 use crate::error::Error;
-use crate::token::refresh;
 
+pub use self::redis::RedisStore;
 pub use revocation::{Revocation, RevocationKind, RevocationSet};
+pub use sqlite::SqliteStore;
 
 /// A refresh family: one login session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,262 +47,105 @@ pub enum Rotation {
     Invalid,
 }
 
-/// Refresh families and persisted revocations in SQLite.
+/// The state store in use: a real seam with two implementations.
 #[derive(Clone)]
-pub struct Store {
-    db: Db,
+pub enum Store {
+    Sqlite(SqliteStore),
+    Redis(RedisStore),
 }
 
 impl Store {
-    pub fn new(db: Db) -> Store {
-        Store { db }
+    /// `url`: `redis://…`/`rediss://…`, or `None` for the embedded database `db`.
+    pub fn open(url: Option<&str>, db: &Db, timeout: Duration) -> Result<Store, Error> {
+        match url {
+            None => Ok(Store::Sqlite(SqliteStore::new(db.clone()))),
+            Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {
+                Ok(Store::Redis(RedisStore::open(u, timeout)?))
+            }
+            Some(u) => Err(Error::Internal(format!(
+                "unsupported store URL {u:?} (expected redis:// or rediss://)"
+            ))),
+        }
     }
 
-    /// Start a new session for `user_id`; returns the family and its first refresh token.
     pub async fn create_family(
         &self,
         user_id: i64,
         now: i64,
         policy: RefreshPolicy,
     ) -> Result<(Family, String), Error> {
-        let id = crate::token::random_id()?;
-        let (token, hash) = refresh::generate()?;
-        let family = Family {
-            id,
-            user_id,
-            absolute_expires_at: now.saturating_add(policy.absolute),
-        };
-        let f = family.clone();
-        self.db
-            .call(move |c| {
-                let tx = crate::db::write_tx(c)?;
-                tx.execute(
-                    "INSERT INTO refresh_families (id, user_id, created_at, absolute_expires_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![f.id, f.user_id, now, f.absolute_expires_at],
-                )?;
-                tx.execute(
-                    "INSERT INTO refresh_tokens (hash, family_id, issued_at, idle_expires_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![hash.as_slice(), f.id, now, now.saturating_add(policy.idle).min(f.absolute_expires_at)],
-                )?;
-                tx.commit()?;
-                Ok(())
-            })
-            .await?;
-        Ok((family, token))
+        match self {
+            Store::Sqlite(s) => s.create_family(user_id, now, policy).await,
+            Store::Redis(r) => r.create_family(user_id, now, policy).await,
+        }
     }
 
-    /// Present a refresh token (by hash): rotate it, accept it within the grace window, or
-    /// detect reuse and revoke its family. Runs in one immediate transaction, so two concurrent
-    /// presentations of the same token are serialised: one rotates, the other sees `Grace`.
     pub async fn rotate(
         &self,
         hash: [u8; 32],
         now: i64,
         policy: RefreshPolicy,
     ) -> Result<Rotation, Error> {
-        let (new_token, new_hash) = refresh::generate()?;
-        self.db
-            .call(move |c| {
-                let tx = crate::db::write_tx(c)?;
-                let row = tx
-                    .query_row(
-                        "SELECT t.family_id, t.idle_expires_at, t.rotated_at, f.user_id, f.absolute_expires_at, f.revoked_at
-                         FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.hash = ?1",
-                        [hash.as_slice()],
-                        |r| {
-                            Ok((
-                                r.get::<_, String>(0)?,
-                                r.get::<_, i64>(1)?,
-                                r.get::<_, Option<i64>>(2)?,
-                                r.get::<_, i64>(3)?,
-                                r.get::<_, i64>(4)?,
-                                r.get::<_, Option<i64>>(5)?,
-                            ))
-                        },
-                    )
-                    .optional()?;
-                let Some((family_id, idle_expires_at, rotated_at, user_id, absolute_expires_at, revoked_at)) = row else {
-                    return Ok(Rotation::Invalid);
-                };
-                if revoked_at.is_some() || absolute_expires_at <= now {
-                    return Ok(Rotation::Invalid);
-                }
-                let family = Family { id: family_id, user_id, absolute_expires_at };
-                if let Some(rotated) = rotated_at {
-                    if now.saturating_sub(rotated) <= policy.grace {
-                        return Ok(Rotation::Grace { family });
-                    }
-                    revoke_family_tx(&tx, &family.id, "refresh token reuse", now)?;
-                    tx.commit()?;
-                    return Ok(Rotation::Reused { family_id: family.id, user_id });
-                }
-                if idle_expires_at <= now {
-                    return Ok(Rotation::Invalid);
-                }
-                tx.execute(
-                    "UPDATE refresh_tokens SET rotated_at = ?2 WHERE hash = ?1 AND rotated_at IS NULL",
-                    params![hash.as_slice(), now],
-                )?;
-                tx.execute(
-                    "INSERT INTO refresh_tokens (hash, family_id, issued_at, idle_expires_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![new_hash.as_slice(), family.id, now, now.saturating_add(policy.idle).min(absolute_expires_at)],
-                )?;
-                tx.commit()?;
-                Ok(Rotation::Rotated { family, token: new_token })
-            })
-            .await
+        match self {
+            Store::Sqlite(s) => s.rotate(hash, now, policy).await,
+            Store::Redis(r) => r.rotate(hash, now, policy).await,
+        }
     }
 
-    /// The live family a refresh token belongs to, without rotating it.
     pub async fn family_of(&self, hash: [u8; 32], now: i64) -> Result<Option<Family>, Error> {
-        self.db
-            .call(move |c| {
-                let f = c
-                    .query_row(
-                        "SELECT f.id, f.user_id, f.absolute_expires_at FROM refresh_tokens t
-                         JOIN refresh_families f ON f.id = t.family_id
-                         WHERE t.hash = ?1 AND f.revoked_at IS NULL AND f.absolute_expires_at > ?2",
-                        params![hash.as_slice(), now],
-                        |r| {
-                            Ok(Family {
-                                id: r.get(0)?,
-                                user_id: r.get(1)?,
-                                absolute_expires_at: r.get(2)?,
-                            })
-                        },
-                    )
-                    .optional()?;
-                Ok(f)
-            })
-            .await
+        match self {
+            Store::Sqlite(s) => s.family_of(hash, now).await,
+            Store::Redis(r) => r.family_of(hash, now).await,
+        }
     }
 
-    /// Revoke one family (logout).
     pub async fn revoke_family(
         &self,
         family_id: String,
         reason: &'static str,
         now: i64,
     ) -> Result<(), Error> {
-        self.db
-            .call(move |c| {
-                revoke_family_tx(c, &family_id, reason, now)?;
-                Ok(())
-            })
-            .await
+        match self {
+            Store::Sqlite(s) => s.revoke_family(family_id, reason, now).await,
+            Store::Redis(r) => r.revoke_family(family_id).await,
+        }
     }
 
-    /// Revoke every family of a user (disable, remove, password reset). Returns their ids.
+    /// Revoke every live family of a user; returns their ids.
     pub async fn revoke_user(
         &self,
         user_id: i64,
         reason: &'static str,
         now: i64,
     ) -> Result<Vec<String>, Error> {
-        self.db
-            .call(move |c| {
-                let tx = crate::db::write_tx(c)?;
-                let ids = {
-                    let mut stmt = tx.prepare(
-                        "SELECT id FROM refresh_families WHERE user_id = ?1 AND revoked_at IS NULL",
-                    )?;
-                    stmt.query_map([user_id], |r| r.get::<_, String>(0))?
-                        .collect::<Result<Vec<_>, _>>()?
-                };
-                for id in &ids {
-                    revoke_family_tx(&tx, id, reason, now)?;
-                }
-                tx.commit()?;
-                Ok(ids)
-            })
-            .await
+        match self {
+            Store::Sqlite(s) => s.revoke_user(user_id, reason, now).await,
+            Store::Redis(r) => r.revoke_user(user_id).await,
+        }
     }
 
-    /// Persist a revocation so other processes (and a restart) see it.
+    /// Persist (and, with Redis, publish) a revocation.
     pub async fn add_revocation(&self, r: Revocation) -> Result<(), Error> {
-        self.db
-            .call(move |c| {
-                c.execute(
-                    "INSERT INTO revocations (kind, value, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (kind, value) DO UPDATE SET created_at = excluded.created_at,
-                     expires_at = MAX(revocations.expires_at, excluded.expires_at)",
-                    params![r.kind.as_str(), r.value, r.created_at, r.expires_at],
-                )?;
-                Ok(())
-            })
-            .await
+        match self {
+            Store::Sqlite(s) => s.add_revocation(r).await,
+            Store::Redis(x) => x.add_revocation(r).await,
+        }
     }
 
-    /// Revocations still in force, with a cursor (`rowid`) for incremental polling.
-    pub async fn revocations_since(
-        &self,
-        after_rowid: i64,
-        now: i64,
-    ) -> Result<(Vec<Revocation>, i64), Error> {
-        self.db
-            .call(move |c| {
-                let mut stmt = c.prepare(
-                    "SELECT rowid, kind, value, created_at, expires_at FROM revocations
-                     WHERE rowid > ?1 AND expires_at > ?2 ORDER BY rowid",
-                )?;
-                let mut cursor = after_rowid;
-                let mut out = Vec::new();
-                let rows = stmt.query_map(params![after_rowid, now], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, i64>(4)?,
-                    ))
-                })?;
-                for row in rows {
-                    let (rowid, kind, value, created_at, expires_at) = row?;
-                    cursor = cursor.max(rowid);
-                    if let Some(kind) = RevocationKind::parse(&kind) {
-                        out.push(Revocation {
-                            kind,
-                            value,
-                            created_at,
-                            expires_at,
-                        });
-                    }
-                }
-                let max: Option<i64> =
-                    c.query_row("SELECT MAX(rowid) FROM revocations", [], |r| r.get(0))?;
-                Ok((out, cursor.max(max.unwrap_or(0))))
-            })
-            .await
+    /// Is the store answering? (`/auth/readyz`)
+    pub async fn ping(&self) -> Result<(), Error> {
+        match self {
+            Store::Sqlite(s) => s.ping().await,
+            Store::Redis(r) => r.ping().await,
+        }
     }
 
-    /// Delete what can no longer matter: expired revocations and families past their absolute
-    /// lifetime (their tokens go with them).
-    pub async fn purge(&self, now: i64) -> Result<(), Error> {
-        self.db
-            .call(move |c| {
-                c.execute("DELETE FROM revocations WHERE expires_at <= ?1", [now])?;
-                c.execute(
-                    "DELETE FROM refresh_families WHERE absolute_expires_at <= ?1",
-                    [now],
-                )?;
-                Ok(())
-            })
-            .await
+    /// Keep `set` current with revocations made anywhere (other replicas, the CLI) until the
+    /// process ends.
+    pub async fn follow_revocations(self, set: Arc<RevocationSet>) {
+        match self {
+            Store::Sqlite(s) => s.follow(set).await,
+            Store::Redis(r) => r.follow(set).await,
+        }
     }
 }
-
-fn revoke_family_tx(
-    c: &rusqlite::Connection,
-    family_id: &str,
-    reason: &str,
-    now: i64,
-) -> Result<(), Error> {
-    c.execute(
-        "UPDATE refresh_families SET revoked_at = ?2, revoked_reason = ?3 WHERE id = ?1 AND revoked_at IS NULL",
-        params![family_id, now, reason],
-    )?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests;

@@ -1,5 +1,7 @@
 use super::*;
+use crate::db::Db;
 use crate::directory::Directory;
+use crate::store::RevocationKind;
 
 const POLICY: RefreshPolicy = RefreshPolicy {
     idle: 100,
@@ -7,13 +9,13 @@ const POLICY: RefreshPolicy = RefreshPolicy {
     grace: 10,
 };
 
-async fn setup() -> Result<(tempfile::TempDir, Store, i64), Error> {
+async fn setup() -> Result<(tempfile::TempDir, SqliteStore, i64), Error> {
     let dir = tempfile::tempdir().map_err(|e| Error::Internal(e.to_string()))?;
     let db = Db::open(&dir.path().join("t.db"))?;
     let user = Directory::new(db.clone())
         .add("alice".into(), "x".into(), vec![])
         .await?;
-    Ok((dir, Store::new(db), user.id))
+    Ok((dir, SqliteStore::new(db), user.id))
 }
 
 fn hash(token: &str) -> Result<[u8; 32], Error> {

@@ -1,0 +1,362 @@
+//! The shared state store for many replicas: refresh families and revocations in Redis, every
+//! key with an expiry so nothing grows without bound. Rotation runs as one Lua script, so two
+//! replicas presenting the same refresh token at once are serialised by Redis itself. Every
+//! command has a deadline; a Redis that is down or slow is an `Unavailable` error (503), never
+//! an open door.
+//!
+//! Revocations are published on a channel and kept in a sorted set (score: expiry). Every
+//! replica loads the set at start and after each reconnect, and applies published revocations
+//! as they arrive, so an authenticated request never waits for Redis.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+
+use super::{Family, RefreshPolicy, Revocation, RevocationKind, RevocationSet, Rotation};
+use crate::error::Error;
+use crate::token::refresh;
+
+const REVOCATIONS: &str = "dg:revs";
+const CHANNEL: &str = "dg:revocations";
+
+/// Rotate a refresh token atomically. KEYS: old token, new token. ARGV: now, idle, grace,
+/// family-key prefix. Returns {outcome, family id, user id, absolute expiry}.
+const ROTATE: &str = r"
+local t = redis.call('HMGET', KEYS[1], 'fam', 'idle', 'rot')
+if not t[1] then return {'invalid'} end
+local now, idle, grace = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local famkey = ARGV[4] .. t[1]
+local f = redis.call('HMGET', famkey, 'uid', 'abs', 'rev')
+if not f[1] then return {'invalid'} end
+local abs = tonumber(f[2])
+if f[3] == '1' or abs <= now then return {'invalid'} end
+local rot = tonumber(t[3])
+if rot > 0 then
+  if now - rot <= grace then return {'grace', t[1], f[1], f[2]} end
+  redis.call('HSET', famkey, 'rev', '1')
+  return {'reused', t[1], f[1], f[2]}
+end
+if tonumber(t[2]) <= now then return {'invalid'} end
+redis.call('HSET', KEYS[1], 'rot', ARGV[1])
+redis.call('HSET', KEYS[2], 'fam', t[1], 'idle', math.min(now + idle, abs), 'rot', '0')
+redis.call('EXPIREAT', KEYS[2], abs)
+return {'rotated', t[1], f[1], f[2]}
+";
+
+/// Mark a family revoked if it still exists (never recreate an expired key without a TTL).
+const REVOKE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'rev', '1') return 1 end
+return 0
+";
+
+const FAMILY_PREFIX: &str = "dg:fam:";
+
+fn token_key(hash: &[u8; 32]) -> String {
+    let mut s = String::with_capacity(6 + 64);
+    s.push_str("dg:rt:");
+    for b in hash {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+fn family_key(id: &str) -> String {
+    format!("{FAMILY_PREFIX}{id}")
+}
+
+fn user_key(user_id: i64) -> String {
+    format!("dg:ufam:{user_id}")
+}
+
+/// Refresh families and revocations in Redis.
+#[derive(Clone)]
+pub struct RedisStore {
+    client: redis::Client,
+    conn: ConnectionManager,
+    timeout: Duration,
+    rotate: Arc<Script>,
+    revoke: Arc<Script>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Error {
+    Error::Unavailable(format!("redis: {e}"))
+}
+
+impl RedisStore {
+    /// Prepare a store for `url` (`redis://` or `rediss://`). Connects lazily, so the gateway
+    /// starts (and reports not-ready) while Redis is down.
+    pub fn open(url: &str, timeout: Duration) -> Result<RedisStore, Error> {
+        let client =
+            redis::Client::open(url).map_err(|e| Error::Internal(format!("store URL: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = client
+            .get_connection_manager_lazy(config)
+            .map_err(|e| Error::Internal(format!("store: {e}")))?;
+        Ok(RedisStore {
+            client,
+            conn,
+            timeout,
+            rotate: Arc::new(Script::new(ROTATE)),
+            revoke: Arc::new(Script::new(REVOKE)),
+        })
+    }
+
+    /// Run one Redis operation under the store deadline.
+    async fn run<T, F>(&self, op: F) -> Result<T, Error>
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(self.timeout, op).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(_) => Err(unavailable("timed out")),
+        }
+    }
+
+    pub async fn ping(&self) -> Result<(), Error> {
+        let mut c = self.conn.clone();
+        self.run(async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn create_family(
+        &self,
+        user_id: i64,
+        now: i64,
+        policy: RefreshPolicy,
+    ) -> Result<(Family, String), Error> {
+        let id = crate::token::random_id()?;
+        let (token, hash) = refresh::generate()?;
+        let abs = now.saturating_add(policy.absolute);
+        let family = Family {
+            id,
+            user_id,
+            absolute_expires_at: abs,
+        };
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hset_multiple(
+                family_key(&family.id),
+                &[
+                    ("uid", user_id.to_string()),
+                    ("abs", abs.to_string()),
+                    ("rev", "0".to_owned()),
+                ],
+            )
+            .expire_at(family_key(&family.id), abs)
+            .hset_multiple(
+                token_key(&hash),
+                &[
+                    ("fam", family.id.clone()),
+                    ("idle", now.saturating_add(policy.idle).min(abs).to_string()),
+                    ("rot", "0".to_owned()),
+                ],
+            )
+            .expire_at(token_key(&hash), abs)
+            .sadd(user_key(user_id), &family.id)
+            .expire(user_key(user_id), policy.absolute);
+        let mut c = self.conn.clone();
+        self.run(async move { pipe.query_async::<()>(&mut c).await })
+            .await?;
+        Ok((family, token))
+    }
+
+    pub async fn rotate(
+        &self,
+        hash: [u8; 32],
+        now: i64,
+        policy: RefreshPolicy,
+    ) -> Result<Rotation, Error> {
+        let (new_token, new_hash) = refresh::generate()?;
+        let mut inv = self.rotate.prepare_invoke();
+        inv.key(token_key(&hash))
+            .key(token_key(&new_hash))
+            .arg(now)
+            .arg(policy.idle)
+            .arg(policy.grace)
+            .arg(FAMILY_PREFIX);
+        let mut c = self.conn.clone();
+        let out: Vec<String> = self
+            .run(async move { inv.invoke_async(&mut c).await })
+            .await?;
+        let family = |out: &[String]| -> Option<Family> {
+            Some(Family {
+                id: out.get(1)?.clone(),
+                user_id: out.get(2)?.parse().ok()?,
+                absolute_expires_at: out.get(3)?.parse().ok()?,
+            })
+        };
+        Ok(match (out.first().map(String::as_str), family(&out)) {
+            (Some("rotated"), Some(family)) => Rotation::Rotated {
+                family,
+                token: new_token,
+            },
+            (Some("grace"), Some(family)) => Rotation::Grace { family },
+            (Some("reused"), Some(f)) => Rotation::Reused {
+                family_id: f.id,
+                user_id: f.user_id,
+            },
+            _ => Rotation::Invalid,
+        })
+    }
+
+    pub async fn family_of(&self, hash: [u8; 32], now: i64) -> Result<Option<Family>, Error> {
+        let mut c = self.conn.clone();
+        let fam: Option<String> = self
+            .run(async move { c.hget(token_key(&hash), "fam").await })
+            .await?;
+        let Some(id) = fam else { return Ok(None) };
+        let mut c = self.conn.clone();
+        let key = family_key(&id);
+        let (uid, abs, rev): (Option<i64>, Option<i64>, Option<String>) = self
+            .run(async move {
+                redis::cmd("HMGET")
+                    .arg(key)
+                    .arg("uid")
+                    .arg("abs")
+                    .arg("rev")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(match (uid, abs, rev.as_deref()) {
+            (Some(user_id), Some(abs), Some("0")) if abs > now => Some(Family {
+                id,
+                user_id,
+                absolute_expires_at: abs,
+            }),
+            _ => None,
+        })
+    }
+
+    pub async fn revoke_family(&self, family_id: String) -> Result<(), Error> {
+        let mut inv = self.revoke.prepare_invoke();
+        inv.key(family_key(&family_id));
+        let mut c = self.conn.clone();
+        self.run(async move { inv.invoke_async::<i64>(&mut c).await })
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn revoke_user(&self, user_id: i64) -> Result<Vec<String>, Error> {
+        let mut c = self.conn.clone();
+        let ids: Vec<String> = self
+            .run(async move { c.smembers(user_key(user_id)).await })
+            .await?;
+        let mut revoked = Vec::with_capacity(ids.len());
+        for id in ids {
+            let mut inv = self.revoke.prepare_invoke();
+            inv.key(family_key(&id));
+            let mut c = self.conn.clone();
+            if self
+                .run(async move { inv.invoke_async::<i64>(&mut c).await })
+                .await?
+                == 1
+            {
+                revoked.push(id);
+            }
+        }
+        Ok(revoked)
+    }
+
+    pub async fn add_revocation(&self, r: Revocation) -> Result<(), Error> {
+        let member = encode(&r);
+        let mut pipe = redis::pipe();
+        pipe.zadd(REVOCATIONS, &member, r.expires_at)
+            .publish(CHANNEL, &member);
+        let mut c = self.conn.clone();
+        self.run(async move { pipe.query_async::<()>(&mut c).await })
+            .await
+    }
+
+    /// Every revocation still in force (and expired ones swept out).
+    pub async fn load_revocations(&self, now: i64) -> Result<Vec<Revocation>, Error> {
+        let mut c = self.conn.clone();
+        let members: Vec<String> = self
+            .run(async move {
+                let _: i64 = c.zrembyscore(REVOCATIONS, "-inf", now).await?;
+                c.zrangebyscore(REVOCATIONS, format!("({now}"), "+inf")
+                    .await
+            })
+            .await?;
+        Ok(members.iter().filter_map(|m| decode(m)).collect())
+    }
+
+    /// Keep `set` current: load everything, then apply what is published; after any error,
+    /// reconnect (with backoff) and load everything again.
+    pub async fn follow(self, set: Arc<RevocationSet>) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.follow_once(&set).await {
+                Ok(()) => tracing::warn!("revocation channel closed; resubscribing"),
+                Err(e) => tracing::warn!(error = %e, "revocation channel unavailable; retrying"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn follow_once(&self, set: &RevocationSet) -> Result<(), Error> {
+        let mut pubsub = self.run(self.client.get_async_pubsub()).await?;
+        self.run(pubsub.subscribe(CHANNEL)).await?;
+        // Subscribed first, then loaded: nothing published in between is missed.
+        let now = crate::clock::now();
+        let all = self.load_revocations(now).await?;
+        let n = all.len();
+        for r in all {
+            set.insert(r);
+        }
+        tracing::info!(revocations = n, "revocations loaded from redis");
+        let mut messages = pubsub.into_on_message();
+        while let Some(msg) = messages.next().await {
+            if let Some(r) = msg.get_payload::<String>().ok().as_deref().and_then(decode) {
+                set.insert(r);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn encode(r: &Revocation) -> String {
+    serde_json::json!({"k": r.kind.as_str(), "v": r.value, "c": r.created_at, "e": r.expires_at})
+        .to_string()
+}
+
+fn decode(s: &str) -> Option<Revocation> {
+    let v: serde_json::Value = serde_json::from_str(s).ok()?;
+    Some(Revocation {
+        kind: RevocationKind::parse(v["k"].as_str()?)?,
+        value: v["v"].as_str()?.to_owned(),
+        created_at: v["c"].as_i64()?,
+        expires_at: v["e"].as_i64()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revocations_round_trip_and_keys_are_namespaced() {
+        let r = Revocation {
+            kind: RevocationKind::Session,
+            value: "s\"1".into(),
+            created_at: 5,
+            expires_at: 9,
+        };
+        assert_eq!(decode(&encode(&r)), Some(r));
+        assert_eq!(decode("{}"), None);
+        assert_eq!(decode("not json"), None);
+        assert_eq!(token_key(&[0xab; 32]).len(), 6 + 64);
+        assert!(family_key("x").starts_with(FAMILY_PREFIX));
+    }
+}
