@@ -51,7 +51,8 @@ pub enum Rotation {
 #[derive(Clone)]
 pub enum Store {
     Sqlite(SqliteStore),
-    Redis(RedisStore),
+    /// Boxed: the Redis client is large and the enum is cloned into tasks.
+    Redis(Box<RedisStore>),
 }
 
 impl Store {
@@ -60,7 +61,7 @@ impl Store {
         match url {
             None => Ok(Store::Sqlite(SqliteStore::new(db.clone()))),
             Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {
-                Ok(Store::Redis(RedisStore::open(u, timeout)?))
+                Ok(Store::Redis(Box::new(RedisStore::open(u, timeout)?)))
             }
             Some(u) => Err(Error::Internal(format!(
                 "unsupported store URL {u:?} (expected redis:// or rediss://)"

@@ -109,21 +109,41 @@ impl RedisStore {
         })
     }
 
-    /// Run one Redis operation under the store deadline.
-    async fn run<T, F>(&self, op: F) -> Result<T, Error>
+    /// Run one Redis operation under the store deadline. A connection that broke while Redis
+    /// was away fails the first command after it returns; that one is retried once on the
+    /// fresh connection (every operation here is safe to repeat).
+    async fn run<T, F, Fut>(&self, op: F) -> Result<T, Error>
     where
-        F: Future<Output = redis::RedisResult<T>>,
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
     {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match tokio::time::timeout(self.timeout, op(self.conn.clone())).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) if attempt == 1 && (e.is_io_error() || e.is_connection_dropped()) => {
+                    continue;
+                }
+                Ok(Err(e)) => return Err(unavailable(e)),
+                Err(_) => return Err(unavailable("timed out")),
+            }
+        }
+    }
+
+    /// One attempt under the store deadline (for the pub/sub connection, which is not pooled).
+    async fn deadline<T>(
+        &self,
+        op: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, Error> {
         match tokio::time::timeout(self.timeout, op).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(unavailable(e)),
+            Ok(r) => r.map_err(unavailable),
             Err(_) => Err(unavailable("timed out")),
         }
     }
 
     pub async fn ping(&self) -> Result<(), Error> {
-        let mut c = self.conn.clone();
-        self.run(async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
             .await
             .map(|_| ())
     }
@@ -164,9 +184,11 @@ impl RedisStore {
             .expire_at(token_key(&hash), abs)
             .sadd(user_key(user_id), &family.id)
             .expire(user_key(user_id), policy.absolute);
-        let mut c = self.conn.clone();
-        self.run(async move { pipe.query_async::<()>(&mut c).await })
-            .await?;
+        self.run(|mut c| {
+            let pipe = pipe.clone();
+            async move { pipe.query_async::<()>(&mut c).await }
+        })
+        .await?;
         Ok((family, token))
     }
 
@@ -177,16 +199,17 @@ impl RedisStore {
         policy: RefreshPolicy,
     ) -> Result<Rotation, Error> {
         let (new_token, new_hash) = refresh::generate()?;
-        let mut inv = self.rotate.prepare_invoke();
-        inv.key(token_key(&hash))
-            .key(token_key(&new_hash))
-            .arg(now)
-            .arg(policy.idle)
-            .arg(policy.grace)
-            .arg(FAMILY_PREFIX);
-        let mut c = self.conn.clone();
         let out: Vec<String> = self
-            .run(async move { inv.invoke_async(&mut c).await })
+            .run(|mut c| {
+                let mut inv = self.rotate.prepare_invoke();
+                inv.key(token_key(&hash))
+                    .key(token_key(&new_hash))
+                    .arg(now)
+                    .arg(policy.idle)
+                    .arg(policy.grace)
+                    .arg(FAMILY_PREFIX);
+                async move { inv.invoke_async(&mut c).await }
+            })
             .await?;
         let family = |out: &[String]| -> Option<Family> {
             Some(Family {
@@ -210,22 +233,23 @@ impl RedisStore {
     }
 
     pub async fn family_of(&self, hash: [u8; 32], now: i64) -> Result<Option<Family>, Error> {
-        let mut c = self.conn.clone();
         let fam: Option<String> = self
-            .run(async move { c.hget(token_key(&hash), "fam").await })
+            .run(|mut c| async move { c.hget(token_key(&hash), "fam").await })
             .await?;
         let Some(id) = fam else { return Ok(None) };
-        let mut c = self.conn.clone();
         let key = family_key(&id);
         let (uid, abs, rev): (Option<i64>, Option<i64>, Option<String>) = self
-            .run(async move {
-                redis::cmd("HMGET")
-                    .arg(key)
-                    .arg("uid")
-                    .arg("abs")
-                    .arg("rev")
-                    .query_async(&mut c)
-                    .await
+            .run(|mut c| {
+                let key = key.clone();
+                async move {
+                    redis::cmd("HMGET")
+                        .arg(&key)
+                        .arg("uid")
+                        .arg("abs")
+                        .arg("rev")
+                        .query_async(&mut c)
+                        .await
+                }
             })
             .await?;
         Ok(match (uid, abs, rev.as_deref()) {
@@ -239,29 +263,28 @@ impl RedisStore {
     }
 
     pub async fn revoke_family(&self, family_id: String) -> Result<(), Error> {
-        let mut inv = self.revoke.prepare_invoke();
-        inv.key(family_key(&family_id));
-        let mut c = self.conn.clone();
-        self.run(async move { inv.invoke_async::<i64>(&mut c).await })
-            .await
-            .map(|_| ())
+        self.revoke_one(&family_id).await.map(|_| ())
+    }
+
+    /// Mark one family revoked; true if it existed.
+    async fn revoke_one(&self, family_id: &str) -> Result<bool, Error> {
+        let n: i64 = self
+            .run(|mut c| {
+                let mut inv = self.revoke.prepare_invoke();
+                inv.key(family_key(family_id));
+                async move { inv.invoke_async(&mut c).await }
+            })
+            .await?;
+        Ok(n == 1)
     }
 
     pub async fn revoke_user(&self, user_id: i64) -> Result<Vec<String>, Error> {
-        let mut c = self.conn.clone();
         let ids: Vec<String> = self
-            .run(async move { c.smembers(user_key(user_id)).await })
+            .run(|mut c| async move { c.smembers(user_key(user_id)).await })
             .await?;
         let mut revoked = Vec::with_capacity(ids.len());
         for id in ids {
-            let mut inv = self.revoke.prepare_invoke();
-            inv.key(family_key(&id));
-            let mut c = self.conn.clone();
-            if self
-                .run(async move { inv.invoke_async::<i64>(&mut c).await })
-                .await?
-                == 1
-            {
+            if self.revoke_one(&id).await? {
                 revoked.push(id);
             }
         }
@@ -273,16 +296,17 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         pipe.zadd(REVOCATIONS, &member, r.expires_at)
             .publish(CHANNEL, &member);
-        let mut c = self.conn.clone();
-        self.run(async move { pipe.query_async::<()>(&mut c).await })
-            .await
+        self.run(|mut c| {
+            let pipe = pipe.clone();
+            async move { pipe.query_async::<()>(&mut c).await }
+        })
+        .await
     }
 
     /// Every revocation still in force (and expired ones swept out).
     pub async fn load_revocations(&self, now: i64) -> Result<Vec<Revocation>, Error> {
-        let mut c = self.conn.clone();
         let members: Vec<String> = self
-            .run(async move {
+            .run(|mut c| async move {
                 let _: i64 = c.zrembyscore(REVOCATIONS, "-inf", now).await?;
                 c.zrangebyscore(REVOCATIONS, format!("({now}"), "+inf")
                     .await
@@ -306,8 +330,8 @@ impl RedisStore {
     }
 
     async fn follow_once(&self, set: &RevocationSet) -> Result<(), Error> {
-        let mut pubsub = self.run(self.client.get_async_pubsub()).await?;
-        self.run(pubsub.subscribe(CHANNEL)).await?;
+        let mut pubsub = self.deadline(self.client.get_async_pubsub()).await?;
+        self.deadline(pubsub.subscribe(CHANNEL)).await?;
         // Subscribed first, then loaded: nothing published in between is missed.
         let now = crate::clock::now();
         let all = self.load_revocations(now).await?;

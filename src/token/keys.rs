@@ -303,8 +303,12 @@ fn load_or_create_secret(path: &PathBuf) -> Result<Zeroizing<[u8; 32]>, Error> {
         return Ok(Zeroizing::new(bytes));
     }
     let secret = Zeroizing::new(super::random_bytes::<32>()?);
-    write_secret(path, super::b64(secret.as_ref()).as_bytes())?;
-    Ok(secret)
+    match write_secret(path, super::b64(secret.as_ref()).as_bytes()) {
+        Ok(()) => Ok(secret),
+        // Another replica sharing the directory wrote it first: use theirs.
+        Err(_) if path.exists() => load_or_create_secret(path),
+        Err(e) => Err(e),
+    }
 }
 
 /// Write a new secret file that only the owner can read; never overwrite an existing one.

@@ -12,5 +12,6 @@ mod logout;
 mod metrics;
 mod policy;
 mod proxy;
+mod replicas;
 mod sessions;
 mod tls;

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod redis;
 pub mod upstream;
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub use redis::RedisServer;
 pub use upstream::Upstream;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
