@@ -9,7 +9,6 @@ use zeroize::Zeroizing;
 
 use crate::clock;
 use crate::config::{Config, LogFormat, Sources};
-use crate::db::Db;
 use crate::directory::{Directory, canonical_name, password};
 use crate::error::Error;
 use crate::store::{Revocation, RevocationKind, Store};
@@ -372,9 +371,12 @@ async fn end_sessions(
 }
 
 async fn users(config: &Config, cmd: &UsersCommand) -> Result<(), CliError> {
-    let db = Db::open(&config.sqlite_path())?;
-    let dir = Directory::new(db.clone());
-    let store = Store::open(config.store.as_deref(), &db, config.limits.store_timeout)?;
+    let (dir, db) = Directory::open(config).await?;
+    let store = Store::open(
+        config.store.as_deref(),
+        db.as_ref(),
+        config.limits.store_timeout,
+    )?;
     let missing = |n: &str| CliError::Usage(format!("no user named {n:?}"));
     match cmd {
         UsersCommand::Add { name, roles, .. } => {
@@ -467,7 +469,7 @@ async fn users(config: &Config, cmd: &UsersCommand) -> Result<(), CliError> {
 }
 
 async fn roles(config: &Config, cmd: &RolesCommand) -> Result<(), CliError> {
-    let dir = Directory::new(Db::open(&config.sqlite_path())?);
+    let (dir, _) = Directory::open(config).await?;
     let perm_arg = |p: &String| {
         crate::directory::canonical_permission(p)
             .map_err(|e| CliError::Usage(format!("{p:?}: {e}")))

@@ -466,13 +466,17 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
     }
 
     let database = v.str("database", "sqlite://dashgate.db")?;
-    if !database.starts_with("sqlite://") {
+    let postgres = database.starts_with("postgres://") || database.starts_with("postgresql://");
+    if !database.starts_with("sqlite://") && !postgres {
         return Err(v.invalid(
             "database",
-            format!("expected sqlite://PATH, got {database:?} (postgres:// arrives with the multi-replica release)"),
+            format!(
+                "expected sqlite://PATH or postgres://…, got {:?}",
+                redact(&database)
+            ),
         ));
     }
-    if database.len() <= "sqlite://".len() {
+    if !postgres && database.len() <= "sqlite://".len() {
         return Err(v.invalid("database", "sqlite:// needs a file path".to_owned()));
     }
 
@@ -563,6 +567,13 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         database,
         keys_dir: PathBuf::from(v.str("keys_dir", "dashgate-keys")?),
         store: match v.str("store", "")? {
+            s if s.trim().is_empty() && postgres => {
+                return Err(v.invalid(
+                    "store",
+                    "a PostgreSQL database needs a shared state store: set store = \"redis://…\""
+                        .to_owned(),
+                ));
+            }
             s if s.trim().is_empty() => None,
             s if s.starts_with("redis://") || s.starts_with("rediss://") => Some(s),
             s => {
@@ -649,6 +660,11 @@ fn parse_upstream(raw: &str) -> Result<http::Uri, String> {
 }
 
 impl Config {
+    /// Is `database` a PostgreSQL URL?
+    pub fn database_is_postgres(&self) -> bool {
+        self.database.starts_with("postgres://") || self.database.starts_with("postgresql://")
+    }
+
     /// The SQLite file path of `database`.
     pub fn sqlite_path(&self) -> PathBuf {
         PathBuf::from(self.database.trim_start_matches("sqlite://"))

@@ -46,7 +46,8 @@ pub struct Gateway {
     pub config: Config,
     pub keys: KeyRing,
     pub cookies: CookieNames,
-    pub db: Db,
+    /// The SQLite database, when users (and the default state store) live there.
+    pub db: Option<Db>,
     pub directory: Directory,
     pub store: Store,
     pub revocations: Arc<RevocationSet>,
@@ -63,8 +64,8 @@ pub struct Gateway {
 
 impl Gateway {
     /// Open the database and keys and build the shared state.
-    pub fn new(config: Config) -> Result<Gateway, Error> {
-        let db = Db::open(&config.sqlite_path())?;
+    pub async fn new(config: Config) -> Result<Gateway, Error> {
+        let (directory, db) = Directory::open(&config).await?;
         let t = &config.token;
         let timing = KeyTiming {
             activation_delay: secs(config.key_activation_delay),
@@ -105,8 +106,12 @@ impl Gateway {
         ));
         Ok(Gateway {
             cookies: CookieNames::new(config.cookie_secure),
-            directory: Directory::new(db.clone()),
-            store: Store::open(config.store.as_deref(), &db, config.limits.store_timeout)?,
+            directory,
+            store: Store::open(
+                config.store.as_deref(),
+                db.as_ref(),
+                config.limits.store_timeout,
+            )?,
             revocations: Arc::new(RevocationSet::default()),
             db,
             keys,
@@ -130,7 +135,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", config.listen)))?;
-    let gw = Arc::new(Gateway::new(config)?);
+    let gw = Arc::new(Gateway::new(config).await?);
     let local = listener
         .local_addr()
         .map_err(|e| Error::Internal(e.to_string()))?;

@@ -97,7 +97,7 @@ pub async fn handle(
 
 /// Ready when the user database and the state store both answer.
 async fn ready(gw: &Gateway) -> Result<(), Error> {
-    gw.db.ping().await?;
+    gw.directory.ping().await?;
     gw.store.ping().await
 }
 

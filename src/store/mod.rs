@@ -57,16 +57,24 @@ pub enum Store {
 
 impl Store {
     /// `url`: `redis://…`/`rediss://…`, or `None` for the embedded database `db`.
-    pub fn open(url: Option<&str>, db: &Db, timeout: Duration) -> Result<Store, Error> {
-        match url {
-            None => Ok(Store::Sqlite(SqliteStore::new(db.clone()))),
-            Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {
-                Ok(Store::Redis(Box::new(RedisStore::open(u, timeout)?)))
-            }
-            Some(u) => Err(Error::Internal(format!(
-                "unsupported store URL {u:?} (expected redis:// or rediss://)"
-            ))),
+    pub fn open(url: Option<&str>, db: Option<&Db>, timeout: Duration) -> Result<Store, Error> {
+        match (url, db) {
+            (None, Some(db)) => Ok(Store::Sqlite(SqliteStore::new(db.clone()))),
+            (None, None) => Err(Error::Internal(
+                "no state store: set store = \"redis://…\"".to_owned(),
+            )),
+            (Some(u), _) => Self::open_url(u, timeout),
         }
+    }
+
+    fn open_url(url: &str, timeout: Duration) -> Result<Store, Error> {
+        if url.starts_with("redis://") || url.starts_with("rediss://") {
+            return Ok(Store::Redis(Box::new(RedisStore::open(url, timeout)?)));
+        }
+        // Config validation only lets redis URLs through; never echo a URL (it may hold a password).
+        Err(Error::Internal(
+            "unsupported store URL (expected redis:// or rediss://)".to_owned(),
+        ))
     }
 
     pub async fn create_family(

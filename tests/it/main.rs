@@ -11,6 +11,7 @@ mod login;
 mod logout;
 mod metrics;
 mod policy;
+mod postgres;
 mod proxy;
 mod replicas;
 mod sessions;

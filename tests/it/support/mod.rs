@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod redis;
 pub mod upstream;
 
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub use postgres::PostgresServer;
 pub use redis::RedisServer;
 pub use upstream::Upstream;
 
