@@ -109,6 +109,11 @@ impl Drop for PostgresServer {
             let _ = c.wait();
         }
         // Killing `runuser` does not reach the server it started: find that by its data directory.
-        let _ = Command::new("pkill").arg("-KILL").arg("-f").arg("--").arg(self.dir.path().join("data")).status();
+        let _ = Command::new("pkill")
+            .arg("-KILL")
+            .arg("-f")
+            .arg("--")
+            .arg(self.dir.path().join("data"))
+            .status();
     }
 }
