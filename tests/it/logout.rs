@@ -21,14 +21,7 @@ async fn logout_revokes_everything() -> TestResult {
     assert!(html.contains(r#"id="confirm-logout""#) && html.contains(r#"method="post""#));
     let token = hidden_field(&html, "csrf_token").ok_or("no token in logout form")?;
     // Still signed in: GET changed nothing.
-    assert_eq!(
-        c.get(gw.url("/x"))
-            .header("cookie", jar.header())
-            .send()
-            .await?
-            .status(),
-        200
-    );
+    assert_eq!(gw.status("/x", &jar).await?, 200);
 
     // Without the token, or cross-site: refused, still signed in.
     let r = c
@@ -46,14 +39,7 @@ async fn logout_revokes_everything() -> TestResult {
         .send()
         .await?;
     assert_eq!(r.status(), 403);
-    assert_eq!(
-        c.get(gw.url("/x"))
-            .header("cookie", jar.header())
-            .send()
-            .await?
-            .status(),
-        200
-    );
+    assert_eq!(gw.status("/x", &jar).await?, 200);
 
     let r = c
         .post(gw.url("/auth/logout"))
@@ -140,14 +126,7 @@ async fn disabling_a_user_ends_sessions_in_a_running_gateway() -> TestResult {
     let gw = Gateway::start(&up.url, &[("alice", &[])]).await?;
     let jar = gw.login("alice", PASSWORD).await?;
     let c = client();
-    assert_eq!(
-        c.get(gw.url("/x"))
-            .header("cookie", jar.header())
-            .send()
-            .await?
-            .status(),
-        200
-    );
+    assert_eq!(gw.status("/x", &jar).await?, 200);
     assert!(
         gw.cli(&["users", "disable", "alice"], None)?
             .status
@@ -159,14 +138,7 @@ async fn disabling_a_user_ends_sessions_in_a_running_gateway() -> TestResult {
     })
     .await;
     assert!(refused, "access cookie refused after users disable");
-    assert_eq!(
-        c.get(gw.url("/x"))
-            .header("cookie", jar.without(ACCESS).header())
-            .send()
-            .await?
-            .status(),
-        401
-    );
+    assert_eq!(gw.status("/x", &jar.without(ACCESS)).await?, 401);
     // Re-enabled at once, the user can sign in and use the new session straight away: the
     // revocation named the old sessions, not "everything issued this second".
     assert!(
@@ -175,14 +147,7 @@ async fn disabling_a_user_ends_sessions_in_a_running_gateway() -> TestResult {
             .success()
     );
     let fresh = gw.login("alice", PASSWORD).await?;
-    assert_eq!(
-        c.get(gw.url("/x"))
-            .header("cookie", fresh.header())
-            .send()
-            .await?
-            .status(),
-        200
-    );
+    assert_eq!(gw.status("/x", &fresh).await?, 200);
     assert!(
         gw.cli(
             &["users", "passwd", "alice", "--password-stdin"],
@@ -192,14 +157,7 @@ async fn disabling_a_user_ends_sessions_in_a_running_gateway() -> TestResult {
         .success()
     );
     let after = gw.login("alice", "another long password").await?;
-    assert_eq!(
-        c.get(gw.url("/x"))
-            .header("cookie", after.header())
-            .send()
-            .await?
-            .status(),
-        200
-    );
+    assert_eq!(gw.status("/x", &after).await?, 200);
     let ended = crate::support::eventually(std::time::Duration::from_secs(5), || {
         let req = c.get(gw.url("/x")).header("cookie", fresh.header());
         async move { req.send().await.is_ok_and(|r| r.status() == 401) }

@@ -29,14 +29,7 @@ async fn metrics_count_and_are_guarded() -> TestResult {
     let alice = gw.login("alice", PASSWORD).await?;
     assert_eq!(gw.try_login("alice", "not the password", "/").await?.0, 401);
     for _ in 0..3 {
-        assert_eq!(
-            c.get(gw.url("/page"))
-                .header("cookie", alice.header())
-                .send()
-                .await?
-                .status(),
-            200
-        );
+        assert_eq!(gw.status("/page", &alice).await?, 200);
     }
     assert_eq!(
         c.get(gw.url("/page"))
@@ -49,14 +42,7 @@ async fn metrics_count_and_are_guarded() -> TestResult {
 
     // Who may read them.
     assert_eq!(c.get(gw.url("/auth/metrics")).send().await?.status(), 401);
-    assert_eq!(
-        c.get(gw.url("/auth/metrics"))
-            .header("cookie", alice.header())
-            .send()
-            .await?
-            .status(),
-        403
-    );
+    assert_eq!(gw.status("/auth/metrics", &alice).await?, 403);
     assert_eq!(
         c.get(gw.url("/auth/metrics"))
             .bearer_auth("a-long-scrape-token-0123456788")
@@ -66,14 +52,7 @@ async fn metrics_count_and_are_guarded() -> TestResult {
         401
     );
     let ops = gw.login("ops", PASSWORD).await?;
-    assert_eq!(
-        c.get(gw.url("/auth/metrics"))
-            .header("cookie", ops.header())
-            .send()
-            .await?
-            .status(),
-        200
-    );
+    assert_eq!(gw.status("/auth/metrics", &ops).await?, 200);
     let r = c
         .get(gw.url("/auth/metrics"))
         .bearer_auth("a-long-scrape-token-0123456789")

@@ -325,6 +325,21 @@ impl Gateway {
         Ok(())
     }
 
+    /// Status of a GET with these cookies.
+    pub async fn status(
+        &self,
+        path: &str,
+        jar: &Jar,
+    ) -> Result<reqwest::StatusCode, reqwest::Error> {
+        Ok(self
+            .client()
+            .get(self.url(path))
+            .header("cookie", jar.header())
+            .send()
+            .await?
+            .status())
+    }
+
     /// Log in through the HTML form, like a browser, and return the session's cookies.
     pub async fn login(
         &self,
