@@ -430,7 +430,7 @@ fn is_safe_method(m: &Method) -> bool {
 async fn proxy_request(
     gw: &Gateway,
     peer: SocketAddr,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
 ) -> Result<Response, Error> {
     let now = clock::now();
     let declared_len = req
@@ -452,7 +452,7 @@ async fn proxy_request(
 
     // Public paths are served without looking at credentials, unless a callback body must be
     // checked against rules that may need to know the user.
-    let session = if public && !callback {
+    let mut session = if public && !callback {
         None
     } else {
         match gw.authenticate(req.headers(), now).await? {
@@ -461,6 +461,57 @@ async fn proxy_request(
             Outcome::Anonymous { clear } => return Ok(unauthenticated(gw, &req, clear)),
         }
     };
+    // Cookies from an inline refresh go on whatever the answer is — a 403, a 502 — or the
+    // browser would keep a refresh token that is already spent and, after the grace window,
+    // look like a thief replaying it.
+    let set_cookies = session
+        .as_mut()
+        .map(|s| std::mem::take(&mut s.set_cookies))
+        .unwrap_or_default();
+    let html = wants_html(req.headers(), req.uri().path());
+    let passed = Passed {
+        path,
+        policy,
+        method,
+        callback,
+        session,
+        now,
+    };
+    let mut resp = match pass(gw, peer, req, passed).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(html),
+    };
+    for c in set_cookies {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    Ok(resp)
+}
+
+/// What the first half of [`proxy_request`] established.
+struct Passed {
+    path: NormalPath,
+    policy: Arc<crate::policy::Policy>,
+    method: Method,
+    callback: bool,
+    session: Option<crate::session::Session>,
+    now: i64,
+}
+
+/// Authorization, body inspection and forwarding for a request whose identity is settled.
+async fn pass(
+    gw: &Gateway,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+    passed: Passed,
+) -> Result<Response, Error> {
+    let Passed {
+        path,
+        policy,
+        method,
+        callback,
+        session,
+        now,
+    } = passed;
     if let Some(s) = &session {
         if !is_safe_method(&method) {
             gw.check_csrf(req.headers(), s, now)?;
@@ -553,7 +604,6 @@ async fn proxy_request(
         .as_ref()
         .filter(|_| gw.config.balancing.affinity)
         .map(|s| s.claims.sid.clone());
-    let set_cookies = session.map(|s| s.set_cookies).unwrap_or_default();
     let started = std::time::Instant::now();
     let mut resp = gw
         .proxy
@@ -565,9 +615,6 @@ async fn proxy_request(
         .await?;
     gw.metrics.upstream_latency(started.elapsed());
     strip_our_set_cookies(&mut resp, &gw.cookies);
-    for c in set_cookies {
-        resp.headers_mut().append(header::SET_COOKIE, c);
-    }
     Ok(resp)
 }
 

@@ -381,16 +381,23 @@ async fn metrics(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, Erro
         (Some(want), Some(got)) => csrf::secrets_equal(want, got),
         _ => false,
     };
+    // An inline refresh may happen here too: its cookies go on the answer, whatever it is.
+    let mut set_cookies = Vec::new();
     if !gw.config.metrics.public && !scraper {
-        match gw.authenticate(req.headers(), clock::now()).await? {
-            Outcome::Authenticated(s)
-                if s.claims.permissions.iter().any(|p| p == METRICS_PERMISSION) => {}
-            Outcome::Authenticated(_) => {
-                return Err(Error::Forbidden(
+        let refused = match gw.authenticate(req.headers(), clock::now()).await? {
+            Outcome::Authenticated(s) => {
+                let allowed = s.claims.permissions.iter().any(|p| p == METRICS_PERMISSION);
+                set_cookies = s.set_cookies;
+                (!allowed).then_some(Error::Forbidden(
                     "metrics need the dashgate:metrics permission",
-                ));
+                ))
             }
-            Outcome::Anonymous { .. } => return Err(Error::Unauthenticated),
+            Outcome::Anonymous { .. } => Some(Error::Unauthenticated),
+        };
+        if let Some(e) = refused {
+            let mut r = e.into_response(false);
+            add_cookies(&mut r, set_cookies);
+            return Ok(r);
         }
     }
     let healthy = (0..gw.proxy.upstreams.len())
@@ -425,6 +432,7 @@ async fn metrics(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, Erro
     );
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    add_cookies(&mut r, set_cookies);
     Ok(r)
 }
 

@@ -535,3 +535,40 @@ async fn policy_validation_and_reload() -> TestResult {
     assert!(closed);
     Ok(())
 }
+
+/// A silent refresh on a request that is then refused must still hand the browser its new
+/// refresh token; otherwise the old one, already spent, looks like a replay later on and the
+/// whole session is revoked.
+#[tokio::test]
+async fn refused_requests_still_carry_refreshed_cookies() -> TestResult {
+    let up = Upstream::start().await?;
+    let gw = setup(&up, &[("DASHGATE_SESSION_REFRESH_GRACE", "0s")]).await?;
+    let mut victor = gw.login("victor", PASSWORD).await?.without(ACCESS);
+    for path in ["/admin", "/auth/metrics"] {
+        let r = get(&gw, path, &victor).await?;
+        assert_eq!(r.status(), 403, "{path}");
+        let before = victor.clone();
+        victor.update(r.headers());
+        assert_ne!(
+            victor.get(crate::support::REFRESH),
+            before.get(crate::support::REFRESH),
+            "{path}: new refresh cookie"
+        );
+        victor = victor.without(ACCESS);
+    }
+    // Past the (zero) grace window the session is still alive with the cookies the browser
+    // got. (Waiting for the clock here is the point: grace is measured in whole seconds.)
+    let unix = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    };
+    let rotated_at = unix();
+    while unix() < rotated_at + 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(&gw, "/x", &victor).await?.status(), 200);
+    assert!(!gw.log().contains("refresh_reuse"), "no false reuse alarm");
+    Ok(())
+}
