@@ -217,6 +217,10 @@ async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result
     csrf::check_origin(req.headers())?;
     let ct = content_type(req.headers());
     let login_cookie = cookies::get(req.headers(), &gw.cookies.login_csrf).map(str::to_owned);
+    // A session this browser already holds ends when it signs in again (session fixation:
+    // nothing from before the login may keep working).
+    let previous_refresh =
+        cookies::get(req.headers(), &gw.cookies.refresh).and_then(crate::token::refresh::parse);
     let body = read_body(
         req.into_body(),
         MAX_AUTH_BODY,
@@ -282,6 +286,11 @@ async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result
         }
     };
 
+    if let Some(hash) = previous_refresh {
+        if let Some(old) = gw.store.family_of(hash, now).await? {
+            gw.revoke_session(&old.id, now).await?;
+        }
+    }
     let issued = gw.start_session(&user, now).await?;
     gw.metrics.login("success");
     tracing::info!(event = "login", result = "success", user = %user.username, sid = %issued.family.id, ip = %peer.ip());

@@ -408,3 +408,46 @@ async fn login_form_needs_its_csrf_token() -> TestResult {
     assert_eq!(r.status(), 303);
     Ok(())
 }
+
+/// Session fixation: signing in again ends the session the browser held before.
+#[tokio::test]
+async fn login_ends_the_previous_session() -> TestResult {
+    let up = Upstream::start().await?;
+    let gw = Gateway::start(&up.url, &[("alice", &[])]).await?;
+    let before = gw.login("alice", PASSWORD).await?;
+    let c = client();
+    let page = c
+        .get(gw.url("/auth/login"))
+        .header("cookie", before.header())
+        .send()
+        .await?;
+    let mut jar = before.clone();
+    jar.update(page.headers());
+    let token = hidden_field(&page.text().await?, "csrf_token").ok_or("token")?;
+    let r = c
+        .post(gw.url("/auth/login"))
+        .header("cookie", jar.header())
+        .form(&[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("csrf_token", &token),
+        ])
+        .send()
+        .await?;
+    assert_eq!(r.status(), 303);
+    jar.update(r.headers());
+    assert_ne!(jar.get(ACCESS), before.get(ACCESS));
+    assert_ne!(jar.get(CSRF), before.get(CSRF), "a new CSRF token too");
+    assert_eq!(gw.status("/x", &jar).await?, 200);
+    assert_eq!(
+        gw.status("/x", &before).await?,
+        401,
+        "the pre-login access cookie is dead"
+    );
+    assert_eq!(
+        gw.status("/x", &before.without(ACCESS)).await?,
+        401,
+        "and its refresh cookie"
+    );
+    Ok(())
+}
