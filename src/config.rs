@@ -85,6 +85,7 @@ const KEYS: &[Key] = &[
     key("token.leeway", Kind::Duration(0, 300)),
     key("token.assertion_audience", Kind::Str),
     key("token.assertion_ttl", Kind::Duration(10, 3600)),
+    key("session.mode", Kind::Str),
     key("session.refresh_idle_ttl", Kind::Duration(60, 90 * DAY)),
     key(
         "session.refresh_absolute_ttl",
@@ -146,8 +147,20 @@ pub struct TokenConfig {
     pub assertion_ttl: Duration,
 }
 
+/// How a browser session is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionMode {
+    /// Short-lived access JWT + rotating refresh token in cookies (default): no store lookup
+    /// on the hot path.
+    Jwt,
+    /// One opaque session-id cookie; the session record lives in the state store and is
+    /// looked up on every request, so revocation is immediate everywhere.
+    Server,
+}
+
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
+    pub mode: SessionMode,
     pub refresh_idle_ttl: Duration,
     pub refresh_absolute_ttl: Duration,
     /// How long a just-rotated refresh token still yields an access token (concurrent Dash
@@ -523,7 +536,18 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         assertion_audience: non_empty("token.assertion_audience", "dashgate-app")?,
         assertion_ttl: v.duration("token.assertion_ttl", "5m")?,
     };
+    let mode = match v.str("session.mode", "jwt")?.as_str() {
+        "jwt" => SessionMode::Jwt,
+        "server" => SessionMode::Server,
+        other => {
+            return Err(v.invalid(
+                "session.mode",
+                format!("expected \"jwt\" or \"server\", got {other:?}"),
+            ));
+        }
+    };
     let session = SessionConfig {
+        mode,
         refresh_idle_ttl: v.duration("session.refresh_idle_ttl", "8h")?,
         refresh_absolute_ttl: v.duration("session.refresh_absolute_ttl", "24h")?,
         refresh_grace: v.duration("session.refresh_grace", "30s")?,

@@ -55,6 +55,8 @@ pub struct Gateway {
     pub proxy: Arc<Proxy>,
     pub policy: PolicyHandle,
     pub assertions: AssertionCache,
+    /// Server-mode session claims (`session.mode = "server"`).
+    pub session_cache: crate::session::SessionCache,
     pub metrics: crate::metrics::Metrics,
     /// Bearer token that may read `/auth/metrics`, from `metrics.token_file`.
     pub metrics_token: Option<zeroize::Zeroizing<String>>,
@@ -119,6 +121,7 @@ impl Gateway {
             proxy,
             policy,
             assertions: AssertionCache::default(),
+            session_cache: crate::session::SessionCache::default(),
             metrics: crate::metrics::Metrics::default(),
             metrics_token,
             tls,

@@ -219,8 +219,9 @@ async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result
     let login_cookie = cookies::get(req.headers(), &gw.cookies.login_csrf).map(str::to_owned);
     // A session this browser already holds ends when it signs in again (session fixation:
     // nothing from before the login may keep working).
-    let previous_refresh =
-        cookies::get(req.headers(), &gw.cookies.refresh).and_then(crate::token::refresh::parse);
+    let previous_refresh = cookies::get(req.headers(), &gw.cookies.refresh)
+        .or_else(|| cookies::get(req.headers(), &gw.cookies.session))
+        .and_then(crate::token::refresh::parse);
     let body = read_body(
         req.into_body(),
         MAX_AUTH_BODY,
@@ -543,7 +544,9 @@ async fn logout(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Resul
     {
         (Some(claims.sid.clone()), Some(claims), Via::Cookie)
     } else {
+        // The refresh cookie's family, or in server mode the session cookie's.
         let family = match cookies::get(&headers, &gw.cookies.refresh)
+            .or_else(|| cookies::get(&headers, &gw.cookies.session))
             .and_then(crate::token::refresh::parse)
         {
             Some(hash) => gw.store.family_of(hash, now).await?,

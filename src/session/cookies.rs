@@ -15,6 +15,8 @@ pub struct CookieNames {
     /// Pre-session token of the login form (HttpOnly; separate from `_csrf_token` so that
     /// opening the login page never breaks a signed-in tab's Dash callbacks).
     pub login_csrf: String,
+    /// Session id in `session.mode = "server"`.
+    pub session: String,
     /// Read by dash-renderer from `document.cookie`, so it cannot be HttpOnly nor `__Host-`
     /// renamed: the name is Dash's.
     pub csrf: String,
@@ -28,6 +30,7 @@ impl CookieNames {
             access: format!("{prefix}dashgate-access"),
             refresh: format!("{prefix}dashgate-refresh"),
             login_csrf: format!("{prefix}dashgate-login-csrf"),
+            session: format!("{prefix}dashgate-session"),
             csrf: "_csrf_token".to_owned(),
             secure,
         }
@@ -35,9 +38,15 @@ impl CookieNames {
 
     /// Is `name` one of ours (compared case-insensitively, as prefixes are)?
     pub fn is_ours(&self, name: &str) -> bool {
-        [&self.access, &self.refresh, &self.login_csrf, &self.csrf]
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case(name))
+        [
+            &self.access,
+            &self.refresh,
+            &self.login_csrf,
+            &self.session,
+            &self.csrf,
+        ]
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(name))
     }
 }
 

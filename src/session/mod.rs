@@ -8,6 +8,7 @@ pub mod csrf;
 
 use http::{HeaderMap, HeaderValue, header};
 
+use crate::config::SessionMode;
 use crate::directory::User;
 use crate::error::Error;
 use crate::server::Gateway;
@@ -90,7 +91,15 @@ impl Gateway {
         family: &Family,
         now: i64,
     ) -> Result<(AccessClaims, String), Error> {
-        let claims = AccessClaims {
+        let claims = self.claims_for(user, family, now)?;
+        let token = jwt::sign(&self.keys.current(), jwt::ACCESS_TYP, &claims)?;
+        Ok((claims, token))
+    }
+
+    /// What a request of `user` in session `family` may do, valid for one access-token
+    /// lifetime.
+    fn claims_for(&self, user: &User, family: &Family, now: i64) -> Result<AccessClaims, Error> {
+        Ok(AccessClaims {
             iss: self.config.token.issuer.clone(),
             aud: self.config.token.audience.clone(),
             sub: user.username.clone(),
@@ -101,9 +110,35 @@ impl Gateway {
             iat: now,
             nbf: now,
             exp: now.saturating_add(secs(self.config.token.access_ttl)),
+        })
+    }
+
+    /// `session.mode = "server"`: the session a session-id cookie names, looked up in the
+    /// state store on every request (so a revocation anywhere is final at once). The user's
+    /// roles are read from the directory at most once per access-token lifetime per session,
+    /// the same bound on role changes as in JWT mode.
+    async fn server_session(&self, token: &str, now: i64) -> Result<Option<AccessClaims>, Error> {
+        let Some(hash) = refresh::parse(token) else {
+            return Ok(None);
         };
-        let token = jwt::sign(&self.keys.current(), jwt::ACCESS_TYP, &claims)?;
-        Ok((claims, token))
+        let Some(family) = self.store.touch(hash, now, self.refresh_policy()).await? else {
+            return Ok(None);
+        };
+        if let Some(claims) = self.session_cache.get(&family.id, now) {
+            return Ok(Some(claims));
+        }
+        let user = match self.directory.user_by_id(family.user_id).await? {
+            Some(u) if !u.disabled => u,
+            _ => {
+                self.store
+                    .revoke_family(family.id.clone(), "user disabled or removed", now)
+                    .await?;
+                return Ok(None);
+            }
+        };
+        let claims = self.claims_for(&user, &family, now)?;
+        self.session_cache.put(claims.clone(), now);
+        Ok(Some(claims))
     }
 
     /// A new session (login): always a new family, new tokens and a new CSRF token, so nothing
@@ -172,6 +207,7 @@ impl Gateway {
     /// Revoke a session everywhere: its refresh family in the store and its access tokens in
     /// the revocation set (until the longest they could live).
     pub async fn revoke_session(&self, sid: &str, now: i64) -> Result<(), Error> {
+        self.session_cache.forget(sid);
         self.store
             .revoke_family(sid.to_owned(), "logout", now)
             .await?;
@@ -216,6 +252,31 @@ impl Gateway {
         let names = &self.cookies;
         let lifetime = issued.family.absolute_expires_at.saturating_sub(now);
         let mut out = Vec::with_capacity(3);
+        if self.config.session.mode == SessionMode::Server {
+            // One opaque cookie; the record is in the store.
+            if let Some(r) = &issued.refresh_token {
+                out.extend(cookies::set_cookie(
+                    names,
+                    &names.session,
+                    r,
+                    Some(lifetime),
+                    true,
+                ));
+            }
+            let csrf_token = csrf::issue(
+                self.keys.csrf_key(),
+                csrf::Binding::Session(&issued.family.id),
+                now,
+            )?;
+            out.extend(cookies::set_cookie(
+                names,
+                &names.csrf,
+                &csrf_token,
+                Some(lifetime),
+                false,
+            ));
+            return Ok(out);
+        }
         let access_age = issued.claims.exp.saturating_sub(now);
         out.extend(cookies::set_cookie(
             names,
@@ -253,10 +314,15 @@ impl Gateway {
     /// `Set-Cookie` values that remove all of the gateway's session cookies.
     pub fn clear_cookies(&self) -> Vec<HeaderValue> {
         let n = &self.cookies;
-        [(&n.access, true), (&n.refresh, true), (&n.csrf, false)]
-            .into_iter()
-            .filter_map(|(name, http_only)| cookies::set_cookie(n, name, "", None, http_only))
-            .collect()
+        [
+            (&n.access, true),
+            (&n.refresh, true),
+            (&n.session, true),
+            (&n.csrf, false),
+        ]
+        .into_iter()
+        .filter_map(|(name, http_only)| cookies::set_cookie(n, name, "", None, http_only))
+        .collect()
     }
 
     /// Who is this? See the module docs for the order of checks.
@@ -272,6 +338,39 @@ impl Gateway {
             };
         }
         let names = &self.cookies;
+        if self.config.session.mode == SessionMode::Server {
+            let Some(token) = cookies::get(headers, &names.session) else {
+                return Ok(Outcome::Anonymous { clear: Vec::new() });
+            };
+            return match self.server_session(token, now).await? {
+                Some(claims) => {
+                    let mut set_cookies = Vec::new();
+                    if !self.csrf_cookie_valid(headers, &claims.sid, now) {
+                        let t = csrf::issue(
+                            self.keys.csrf_key(),
+                            csrf::Binding::Session(&claims.sid),
+                            now,
+                        )?;
+                        let age = secs(self.config.session.refresh_idle_ttl);
+                        set_cookies.extend(cookies::set_cookie(
+                            names,
+                            &names.csrf,
+                            &t,
+                            Some(age),
+                            false,
+                        ));
+                    }
+                    Ok(Outcome::Authenticated(Session {
+                        claims,
+                        via: Via::Cookie,
+                        set_cookies,
+                    }))
+                }
+                None => Ok(Outcome::Anonymous {
+                    clear: self.clear_cookies(),
+                }),
+            };
+        }
         if let Some(claims) =
             cookies::get(headers, &names.access).and_then(|t| self.verify_access(t, now))
         {
@@ -360,6 +459,37 @@ impl Gateway {
             now,
             None,
         )
+    }
+}
+
+/// Server-mode claims by session id, each valid until its `exp`.
+#[derive(Default)]
+pub struct SessionCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, AccessClaims>>,
+}
+
+impl SessionCache {
+    /// Above this many entries, expired ones are swept out on insert.
+    const SWEEP_AT: usize = 10_000;
+
+    fn get(&self, sid: &str, now: i64) -> Option<AccessClaims> {
+        let map = self.entries.lock().ok()?;
+        map.get(sid).filter(|c| c.exp > now).cloned()
+    }
+
+    fn put(&self, claims: AccessClaims, now: i64) {
+        if let Ok(mut map) = self.entries.lock() {
+            if map.len() >= Self::SWEEP_AT {
+                map.retain(|_, c| c.exp > now);
+            }
+            map.insert(claims.sid.clone(), claims);
+        }
+    }
+
+    fn forget(&self, sid: &str) {
+        if let Ok(mut map) = self.entries.lock() {
+            map.remove(sid);
+        }
     }
 }
 

@@ -101,6 +101,19 @@ impl Store {
         }
     }
 
+    /// Look up (and keep alive) a server-mode session.
+    pub async fn touch(
+        &self,
+        hash: [u8; 32],
+        now: i64,
+        policy: RefreshPolicy,
+    ) -> Result<Option<Family>, Error> {
+        match self {
+            Store::Sqlite(s) => s.touch(hash, now, policy).await,
+            Store::Redis(r) => r.touch(hash, now, policy).await,
+        }
+    }
+
     pub async fn family_of(&self, hash: [u8; 32], now: i64) -> Result<Option<Family>, Error> {
         match self {
             Store::Sqlite(s) => s.family_of(hash, now).await,

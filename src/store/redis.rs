@@ -47,6 +47,21 @@ redis.call('EXPIREAT', KEYS[2], abs)
 return {'rotated', t[1], f[1], f[2]}
 ";
 
+/// A server-mode session lookup. KEYS: token. ARGV: now, idle, family-key prefix, touch-every.
+/// Returns {family id, user id, absolute expiry} or {} when the session is not valid.
+const TOUCH: &str = r"
+local t = redis.call('HMGET', KEYS[1], 'fam', 'idle', 'rot')
+if not t[1] or tonumber(t[3]) > 0 then return {} end
+local now, idle = tonumber(ARGV[1]), tonumber(ARGV[2])
+local f = redis.call('HMGET', ARGV[3] .. t[1], 'uid', 'abs', 'rev')
+if not f[1] or f[3] == '1' then return {} end
+local abs, cur = tonumber(f[2]), tonumber(t[2])
+if abs <= now or cur <= now then return {} end
+local extended = math.min(now + idle, abs)
+if extended - cur > tonumber(ARGV[4]) then redis.call('HSET', KEYS[1], 'idle', extended) end
+return {t[1], f[1], f[2]}
+";
+
 /// Mark a family revoked if it still exists (never recreate an expired key without a TTL).
 const REVOKE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'rev', '1') return 1 end
@@ -80,6 +95,7 @@ pub struct RedisStore {
     timeout: Duration,
     rotate: Arc<Script>,
     revoke: Arc<Script>,
+    touch: Arc<Script>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Error {
@@ -106,6 +122,7 @@ impl RedisStore {
             timeout,
             rotate: Arc::new(Script::new(ROTATE)),
             revoke: Arc::new(Script::new(REVOKE)),
+            touch: Arc::new(Script::new(TOUCH)),
         })
     }
 
@@ -229,6 +246,37 @@ impl RedisStore {
                 user_id: f.user_id,
             },
             _ => Rotation::Invalid,
+        })
+    }
+
+    /// A server-mode session lookup (see [`super::SqliteStore::touch`]).
+    pub async fn touch(
+        &self,
+        hash: [u8; 32],
+        now: i64,
+        policy: RefreshPolicy,
+    ) -> Result<Option<Family>, Error> {
+        let out: Vec<String> = self
+            .run(|mut c| {
+                let mut inv = self.touch.prepare_invoke();
+                inv.key(token_key(&hash))
+                    .arg(now)
+                    .arg(policy.idle)
+                    .arg(FAMILY_PREFIX)
+                    .arg(super::sqlite::TOUCH_EVERY);
+                async move { inv.invoke_async(&mut c).await }
+            })
+            .await?;
+        Ok(match out.as_slice() {
+            [id, uid, abs] => match (uid.parse(), abs.parse()) {
+                (Ok(user_id), Ok(absolute_expires_at)) => Some(Family {
+                    id: id.clone(),
+                    user_id,
+                    absolute_expires_at,
+                }),
+                _ => None,
+            },
+            _ => None,
         })
     }
 

@@ -7,6 +7,10 @@ use crate::db::Db;
 use crate::error::Error;
 use crate::token::refresh;
 
+/// A server-mode session's idle expiry is pushed forward only when it would move by more than
+/// this many seconds (so a busy session does not write on every request).
+pub const TOUCH_EVERY: i64 = 60;
+
 /// How often the revocations table is polled for entries written by other processes.
 const POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -112,6 +116,37 @@ impl SqliteStore {
                 )?;
                 tx.commit()?;
                 Ok(Rotation::Rotated { family, token: new_token })
+            })
+            .await
+    }
+
+    /// A server-mode session: the family of a current (never rotated) token whose idle and
+    /// absolute lifetimes have not run out. Extends the idle lifetime, writing at most once a
+    /// minute per session.
+    pub async fn touch(
+        &self,
+        hash: [u8; 32],
+        now: i64,
+        policy: RefreshPolicy,
+    ) -> Result<Option<Family>, Error> {
+        self.db
+            .call(move |c| {
+                let row = c
+                    .query_row(
+                        "SELECT f.id, f.user_id, f.absolute_expires_at, t.idle_expires_at FROM refresh_tokens t
+                         JOIN refresh_families f ON f.id = t.family_id
+                         WHERE t.hash = ?1 AND t.rotated_at IS NULL AND f.revoked_at IS NULL
+                           AND f.absolute_expires_at > ?2 AND t.idle_expires_at > ?2",
+                        params![hash.as_slice(), now],
+                        |r| Ok((Family { id: r.get(0)?, user_id: r.get(1)?, absolute_expires_at: r.get(2)? }, r.get::<_, i64>(3)?)),
+                    )
+                    .optional()?;
+                let Some((family, idle)) = row else { return Ok(None) };
+                let extended = now.saturating_add(policy.idle).min(family.absolute_expires_at);
+                if extended - idle > TOUCH_EVERY {
+                    c.execute("UPDATE refresh_tokens SET idle_expires_at = ?2 WHERE hash = ?1", params![hash.as_slice(), extended])?;
+                }
+                Ok(Some(family))
             })
             .await
     }

@@ -10,6 +10,7 @@ mod csrf;
 mod login;
 mod logout;
 mod metrics;
+mod modes;
 mod policy;
 mod postgres;
 mod proxy;
