@@ -255,7 +255,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 "configuration OK: listen {}, {} upstream(s), database {}, keys in {}, {policy}",
                 config.listen,
                 config.upstreams.len(),
-                config.database,
+                crate::config::redact(&config.database),
                 config.keys_dir.display()
             );
             Ok(())

@@ -649,7 +649,7 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
 }
 
 /// A URL with any password replaced, for messages.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}://***{}", &url[..scheme], &url[at..])

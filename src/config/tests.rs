@@ -123,3 +123,25 @@ fn upstream_list_from_env_and_file() -> Result<(), ConfigError> {
     assert!(c.require_upstream().is_err());
     Ok(())
 }
+
+#[test]
+fn urls_are_redacted_for_messages() {
+    assert_eq!(
+        redact("postgres://user:secret@db:5432/x"),
+        "postgres://***@db:5432/x"
+    );
+    assert_eq!(
+        redact("redis://:secret@cache:6379/0"),
+        "redis://***@cache:6379/0"
+    );
+    assert_eq!(redact("redis://cache:6379"), "redis://cache:6379");
+    let m = load(
+        None,
+        &[("DASHGATE_STORE_URL", "memcached://u:secret@h")],
+        &[],
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(m.contains("store") && !m.contains("secret"), "{m}");
+}
