@@ -86,6 +86,13 @@ const KEYS: &[Key] = &[
     key("token.assertion_audience", Kind::Str),
     key("token.assertion_ttl", Kind::Duration(10, 3600)),
     key("session.mode", Kind::Str),
+    key("trusted_proxies", Kind::StrList),
+    key("login.window", Kind::Duration(1, 7 * DAY)),
+    key("login.max_failures_per_ip", Kind::Int(1, 1_000_000)),
+    key("login.free_attempts", Kind::Int(0, 1000)),
+    key("login.max_delay", Kind::Duration(0, 3600)),
+    key("login.lockout_after", Kind::Int(1, 1_000_000)),
+    key("login.lockout", Kind::Duration(1, 7 * DAY)),
     key("session.refresh_idle_ttl", Kind::Duration(60, 90 * DAY)),
     key(
         "session.refresh_absolute_ttl",
@@ -221,6 +228,10 @@ pub struct Config {
     pub limits: Limits,
     pub balancing: Balancing,
     pub metrics: MetricsAccess,
+    /// Proxies whose `X-Forwarded-For` is believed (the OpenShift router, an ingress).
+    pub trusted_proxies: Vec<crate::proxy::client_ip::Cidr>,
+    /// Brute-force regulation of logins.
+    pub login: crate::auth::throttle::LoginLimits,
     /// Certificate and key (PEM) for TLS on the listener.
     pub tls: Option<(PathBuf, PathBuf)>,
 }
@@ -638,6 +649,19 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
                 ));
             }
         },
+        trusted_proxies: v
+            .str_list("trusted_proxies")?
+            .iter()
+            .map(|c| c.parse().map_err(|m| v.invalid("trusted_proxies", m)))
+            .collect::<Result<Vec<_>, _>>()?,
+        login: crate::auth::throttle::LoginLimits {
+            window: dur_secs(v.duration("login.window", "15m")?),
+            max_failures_per_ip: to_i64(v.int("login.max_failures_per_ip", 50)?),
+            free_attempts: to_i64(v.int("login.free_attempts", 3)?),
+            max_delay: dur_secs(v.duration("login.max_delay", "60s")?),
+            lockout_after: to_i64(v.int("login.lockout_after", 10)?),
+            lockout: dur_secs(v.duration("login.lockout", "15m")?),
+        },
         metrics: MetricsAccess {
             public: v.bool("metrics.public", false)?,
             token_file: match v.str("metrics.token_file", "")? {
@@ -656,6 +680,14 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn dur_secs(d: Duration) -> i64 {
+    to_i64(d.as_secs())
 }
 
 fn to_usize(n: u64) -> usize {

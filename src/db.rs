@@ -74,6 +74,17 @@ CREATE TABLE role_permissions (
 );
 ",
     ),
+    (
+        3,
+        r"
+CREATE TABLE login_attempts (
+    key TEXT PRIMARY KEY,
+    failures {INT} NOT NULL,
+    last_at {INT} NOT NULL,
+    expires_at {INT} NOT NULL
+);
+",
+    ),
 ];
 
 /// The SQL dialects the migrations are written for.

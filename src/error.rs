@@ -29,6 +29,9 @@ pub enum Error {
     PayloadTooLarge,
     #[error("request timed out")]
     RequestTimeout,
+    /// Too many failed logins: retry after this many seconds.
+    #[error("too many attempts; try again in {0} seconds")]
+    TooManyRequests(i64),
     #[error("unsupported media type")]
     UnsupportedMediaType,
     /// The upstream application could not be reached.
@@ -55,6 +58,7 @@ impl Error {
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::BadGateway => StatusCode::BAD_GATEWAY,
             Error::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -74,6 +78,7 @@ impl Error {
             Error::PayloadTooLarge => "payload_too_large",
             Error::RequestTimeout => "request_timeout",
             Error::UnsupportedMediaType => "unsupported_media_type",
+            Error::TooManyRequests(_) => "too_many_requests",
             Error::BadGateway => "bad_gateway",
             Error::GatewayTimeout => "gateway_timeout",
             Error::Unavailable(_) => "unavailable",
@@ -126,6 +131,11 @@ impl Error {
             // The body was not read to its end: the connection cannot carry another request.
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Error::TooManyRequests(secs) = &self {
+            if let Ok(v) = HeaderValue::from_str(&secs.max(&1).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
         }
         if matches!(self, Error::Unavailable(_)) {
             resp.headers_mut()

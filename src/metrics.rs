@@ -23,7 +23,7 @@ const OUTCOMES: [&str; 6] = [
     "error",
 ];
 /// Label values of `dashgate_logins_total`.
-pub const LOGIN_RESULTS: [&str; 3] = ["success", "failure", "csrf_failure"];
+pub const LOGIN_RESULTS: [&str; 4] = ["success", "failure", "csrf_failure", "throttled"];
 /// Label values of `dashgate_refreshes_total`.
 pub const REFRESH_RESULTS: [&str; 4] = ["rotated", "grace", "reused", "invalid"];
 
@@ -51,7 +51,7 @@ impl<const N: usize> Counters<N> {
 #[derive(Default)]
 pub struct Metrics {
     requests: Counters<6>,
-    logins: Counters<3>,
+    logins: Counters<4>,
     refreshes: Counters<4>,
     revocations: AtomicU64,
     latency_buckets: Counters<12>,

@@ -366,6 +366,11 @@ async fn key_sync(gw: Arc<Gateway>) {
 
 /// One request, start to end. Every error becomes a response here.
 pub async fn handle(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Response {
+    // From here on `peer` is the client: the socket, or behind a trusted proxy the address it
+    // reports.
+    let client =
+        crate::proxy::client_ip::client_ip(peer, req.headers(), &gw.config.trusted_proxies);
+    let peer = SocketAddr::new(client, peer.port());
     let html = wants_html(req.headers(), req.uri().path());
     let mut resp = match route(gw, peer, req).await {
         Ok(r) => r,

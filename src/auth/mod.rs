@@ -3,6 +3,7 @@
 
 pub mod pages;
 pub mod redirect;
+pub mod throttle;
 
 use std::net::SocketAddr;
 
@@ -130,7 +131,7 @@ fn render_login(
     gw: &Gateway,
     next: &str,
     username: &str,
-    error: bool,
+    error: Option<&str>,
     status: StatusCode,
 ) -> Result<Response, Error> {
     let now = clock::now();
@@ -153,7 +154,7 @@ fn render_login(
 
 fn login_page(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, Error> {
     let next = redirect::safe_next(query_param(req, "next").as_deref(), &gw.config.auth_prefix);
-    render_login(gw, &next, "", false, StatusCode::OK)
+    render_login(gw, &next, "", None, StatusCode::OK)
 }
 
 #[derive(Deserialize)]
@@ -246,11 +247,39 @@ async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result
         {
             gw.metrics.login("csrf_failure");
             tracing::info!(event = "login", result = "csrf_failure", ip = %peer.ip());
-            return render_login(gw, &next, "", false, StatusCode::FORBIDDEN);
+            return render_login(gw, &next, "", None, StatusCode::FORBIDDEN);
         }
     }
 
     let canonical = canonical_name(&login.username).ok();
+    // Brute-force regulation, before any password work: counters for the client address, the
+    // (canonical) username and the pair. Names that are not valid usernames share one counter.
+    let limits = gw.config.login;
+    let attempt_keys = throttle::keys(peer.ip(), canonical.as_deref().unwrap_or("-invalid-"));
+    let counts = gw.store.attempts(attempt_keys.clone(), now).await?;
+    let wait = throttle::wait(&limits, &counts, now);
+    if wait > 0 {
+        gw.metrics.login("throttled");
+        tracing::warn!(event = "login", result = "throttled", user = canonical.as_deref().unwrap_or("-"), ip = %peer.ip(), retry_after = wait);
+        return match &login.form {
+            Some(form) => {
+                let next = redirect::safe_next(form.next.as_deref(), prefix);
+                let message = format!("Too many attempts. Try again in {wait} seconds.");
+                let mut r = render_login(
+                    gw,
+                    &next,
+                    canonical.as_deref().unwrap_or(""),
+                    Some(&message),
+                    StatusCode::TOO_MANY_REQUESTS,
+                )?;
+                if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                Ok(r)
+            }
+            None => Err(Error::TooManyRequests(wait)),
+        };
+    }
     let user = match &canonical {
         Some(name) => gw.directory.credentials(name.clone()).await?,
         None => None,
@@ -270,6 +299,9 @@ async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result
                 Some(_) => "bad_password",
             };
             gw.metrics.login("failure");
+            gw.store
+                .record_failure(attempt_keys, now, limits.window.max(limits.lockout))
+                .await?;
             tracing::info!(event = "login", result = "failure", reason, user = canonical.as_deref().unwrap_or("-"), ip = %peer.ip());
             return match &login.form {
                 Some(form) => {
@@ -278,7 +310,7 @@ async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result
                         gw,
                         &next,
                         canonical.as_deref().unwrap_or(""),
-                        true,
+                        Some(pages::LOGIN_FAILED),
                         StatusCode::UNAUTHORIZED,
                     )
                 }
@@ -292,6 +324,9 @@ async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result
             gw.revoke_session(&old.id, now).await?;
         }
     }
+    gw.store
+        .reset_attempts(throttle::keys_to_reset(peer.ip(), &user.username))
+        .await?;
     let issued = gw.start_session(&user, now).await?;
     gw.metrics.login("success");
     tracing::info!(event = "login", result = "success", user = %user.username, sid = %issued.family.id, ip = %peer.ip());

@@ -68,19 +68,20 @@ fn layout(title: &str, prefix: &str, body: &str) -> String {
     )
 }
 
-/// The login page. `error` shows the one generic failure message.
+/// The generic message of a failed login (the same whatever failed).
+pub const LOGIN_FAILED: &str = "Invalid username or password.";
+
+/// The login page; `error` is shown above the form.
 pub fn login_page(
     prefix: &str,
     next: &str,
     csrf_token: &str,
     username: &str,
-    error: bool,
+    error: Option<&str>,
 ) -> String {
-    let error_html = if error {
-        r#"<p class="error" role="alert">Invalid username or password.</p>"#
-    } else {
-        ""
-    };
+    let error_html = error.map_or_else(String::new, |e| {
+        format!(r#"<p class="error" role="alert">{}</p>"#, escape(e))
+    });
     let body = format!(
         r#"<h1>Sign in</h1>
 <p class="lead">Sign in to continue to your dashboards.</p>
@@ -146,7 +147,7 @@ mod tests {
 
     #[test]
     fn values_are_escaped() {
-        let page = login_page("/auth", "/x\"><script>", "t", "<b>", true);
+        let page = login_page("/auth", "/x\"><script>", "t", "<b>", Some(LOGIN_FAILED));
         assert!(!page.contains("<script>"));
         assert!(!page.contains("<b>"));
         assert!(page.contains("&quot;&gt;&lt;script&gt;"));

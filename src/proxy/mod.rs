@@ -2,6 +2,7 @@
 //! WebSocket (and other `Upgrade`) tunnelling.
 
 pub mod balance;
+pub mod client_ip;
 pub mod headers;
 
 use std::time::Duration;

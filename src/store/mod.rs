@@ -154,6 +154,33 @@ impl Store {
         }
     }
 
+    /// Failed-login counters per key: (failures, time of the last failure).
+    pub async fn attempts(&self, keys: Vec<String>, now: i64) -> Result<Vec<(i64, i64)>, Error> {
+        match self {
+            Store::Sqlite(s) => s.attempts(keys, now).await,
+            Store::Redis(r) => r.attempts(keys).await,
+        }
+    }
+
+    pub async fn record_failure(
+        &self,
+        keys: Vec<String>,
+        now: i64,
+        window: i64,
+    ) -> Result<(), Error> {
+        match self {
+            Store::Sqlite(s) => s.record_failure(keys, now, window).await,
+            Store::Redis(r) => r.record_failure(keys, now, window).await,
+        }
+    }
+
+    pub async fn reset_attempts(&self, keys: Vec<String>) -> Result<(), Error> {
+        match self {
+            Store::Sqlite(s) => s.reset_attempts(keys).await,
+            Store::Redis(r) => r.reset_attempts(keys).await,
+        }
+    }
+
     /// Is the store answering? (`/auth/readyz`)
     pub async fn ping(&self) -> Result<(), Error> {
         match self {

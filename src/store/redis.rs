@@ -339,6 +339,64 @@ impl RedisStore {
         Ok(revoked)
     }
 
+    /// Failed-login counters: (failures, time of the last one) per key, 0 when none.
+    pub async fn attempts(&self, keys: Vec<String>) -> Result<Vec<(i64, i64)>, Error> {
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            let key = format!("dg:att:{k}");
+            let (n, last): (Option<i64>, Option<i64>) = self
+                .run(|mut c| {
+                    let key = key.clone();
+                    async move {
+                        redis::cmd("HMGET")
+                            .arg(&key)
+                            .arg("n")
+                            .arg("last")
+                            .query_async(&mut c)
+                            .await
+                    }
+                })
+                .await?;
+            out.push((n.unwrap_or(0), last.unwrap_or(0)));
+        }
+        Ok(out)
+    }
+
+    /// Count one failure for each key; a counter lives `window` seconds after its last failure.
+    pub async fn record_failure(
+        &self,
+        keys: Vec<String>,
+        now: i64,
+        window: i64,
+    ) -> Result<(), Error> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for k in &keys {
+            let key = format!("dg:att:{k}");
+            pipe.hincr(&key, "n", 1)
+                .ignore()
+                .hset(&key, "last", now)
+                .ignore()
+                .expire(&key, window)
+                .ignore();
+        }
+        self.run(|mut c| {
+            let pipe = pipe.clone();
+            async move { pipe.query_async::<()>(&mut c).await }
+        })
+        .await
+    }
+
+    /// Forget the counters (after a successful login).
+    pub async fn reset_attempts(&self, keys: Vec<String>) -> Result<(), Error> {
+        let names: Vec<String> = keys.iter().map(|k| format!("dg:att:{k}")).collect();
+        self.run(|mut c| {
+            let names = names.clone();
+            async move { c.del::<_, ()>(names).await }
+        })
+        .await
+    }
+
     pub async fn add_revocation(&self, r: Revocation) -> Result<(), Error> {
         let member = encode(&r);
         let mut pipe = redis::pipe();

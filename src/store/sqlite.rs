@@ -273,6 +273,56 @@ impl SqliteStore {
             .await
     }
 
+    /// Failed-login counters: (failures, time of the last one) per key, 0 when none.
+    pub async fn attempts(&self, keys: Vec<String>, now: i64) -> Result<Vec<(i64, i64)>, Error> {
+        self.db
+            .call(move |c| {
+                let mut stmt = c.prepare_cached("SELECT failures, last_at FROM login_attempts WHERE key = ?1 AND expires_at > ?2")?;
+                keys.iter()
+                    .map(|k| Ok(stmt.query_row(params![k, now], |r| Ok((r.get(0)?, r.get(1)?))).optional()?.unwrap_or((0, 0))))
+                    .collect()
+            })
+            .await
+    }
+
+    /// Count one failure for each key; a counter lives `window` seconds after its last failure.
+    pub async fn record_failure(
+        &self,
+        keys: Vec<String>,
+        now: i64,
+        window: i64,
+    ) -> Result<(), Error> {
+        self.db
+            .call(move |c| {
+                let tx = crate::db::write_tx(c)?;
+                for k in &keys {
+                    tx.execute(
+                        "INSERT INTO login_attempts (key, failures, last_at, expires_at) VALUES (?1, 1, ?2, ?3)
+                         ON CONFLICT (key) DO UPDATE SET
+                           failures = CASE WHEN login_attempts.expires_at > ?2 THEN login_attempts.failures + 1 ELSE 1 END,
+                           last_at = ?2, expires_at = ?3",
+                        params![k, now, now.saturating_add(window)],
+                    )?;
+                }
+                tx.execute("DELETE FROM login_attempts WHERE expires_at <= ?1", [now])?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Forget the counters (after a successful login).
+    pub async fn reset_attempts(&self, keys: Vec<String>) -> Result<(), Error> {
+        self.db
+            .call(move |c| {
+                for k in &keys {
+                    c.execute("DELETE FROM login_attempts WHERE key = ?1", [k])?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
     pub async fn ping(&self) -> Result<(), Error> {
         self.db.ping().await
     }

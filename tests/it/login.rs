@@ -235,8 +235,15 @@ async fn unknown_user_and_wrong_password_look_the_same() -> TestResult {
     let mut known = Vec::new();
     let mut unknown = Vec::new();
     for _ in 0..9 {
-        known.push(json_attempt(&gw, "alice", "wrong password!").await?.2);
-        unknown.push(json_attempt(&gw, "nobody", "wrong password!").await?.2);
+        let (ks, _, kt) = json_attempt(&gw, "alice", "wrong password!").await?;
+        let (us, _, ut) = json_attempt(&gw, "nobody", "wrong password!").await?;
+        assert_eq!(
+            (ks, us),
+            (401, 401),
+            "timed answers must be real password checks"
+        );
+        known.push(kt);
+        unknown.push(ut);
     }
     let (k, u) = (fastest(&known), fastest(&unknown));
     let ratio = k.as_secs_f64() / u.as_secs_f64();

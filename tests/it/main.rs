@@ -16,4 +16,5 @@ mod postgres;
 mod proxy;
 mod replicas;
 mod sessions;
+mod throttle;
 mod tls;

@@ -211,3 +211,30 @@ async fn redis_outage_fails_closed_and_recovers() -> TestResult {
     );
     Ok(())
 }
+
+/// Login-attempt counters live in Redis: failures on one replica count on the others.
+#[tokio::test]
+async fn failed_logins_count_across_replicas() -> TestResult {
+    let redis = RedisServer::start().await?;
+    let up = Upstream::start().await?;
+    let shared = tempfile::tempdir()?;
+    let opts = || replica(&up, shared.path(), &redis).env("DASHGATE_LOGIN_FREE_ATTEMPTS", "2");
+    let r1 = Gateway::start_with(opts(), &[("alice", &[])]).await?;
+    let r2 = Gateway::start_with(opts(), &[]).await?;
+    let login = |g: &Gateway| {
+        client()
+            .post(g.url("/auth/login"))
+            .json(&serde_json::json!({"username": "alice", "password": "not it at all"}))
+            .send()
+    };
+    assert_eq!(login(&r1).await?.status(), 401);
+    assert_eq!(login(&r2).await?.status(), 401);
+    let r = login(&r1).await?;
+    assert_eq!(
+        r.status(),
+        429,
+        "the third failure in a row waits, whichever replica counted the others"
+    );
+    assert!(r.headers().contains_key("retry-after"));
+    Ok(())
+}

@@ -170,7 +170,12 @@ impl Gateway {
                 format!("sqlite://{}", self.dir.path().join("dashgate.db").display()),
             )
             .env("DASHGATE_KEYS_DIR", self.dir.path().join("keys"))
-            .env("DASHGATE_LOG", "info,dashgate=debug");
+            .env("DASHGATE_LOG", "info,dashgate=debug")
+            // Tests fail many logins on purpose; brute-force regulation has its own test
+            // (tests/it/throttle.rs) that sets real limits.
+            .env("DASHGATE_LOGIN_FREE_ATTEMPTS", "1000")
+            .env("DASHGATE_LOGIN_LOCKOUT_AFTER", "1000000")
+            .env("DASHGATE_LOGIN_MAX_FAILURES_PER_IP", "1000000");
         for (k, v) in &self.env {
             c.env(k, v);
         }

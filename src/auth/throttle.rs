@@ -1,0 +1,133 @@
+//! Brute-force regulation of logins, on failure counters kept in the state store (shared by
+//! replicas, each with an expiry).
+//!
+//! Three counters per attempt: the client address, the username (canonical, so `Admin` and
+//! `admin` count together), and the pair. The address limit applies first: one address that
+//! fails too often is refused whatever name it tries. A pair that fails too often is locked for
+//! a while. A username alone only ever gets growing, capped delays — never a lockout — so an
+//! attacker cannot keep a real user out of their account.
+
+use std::net::IpAddr;
+
+/// Regulation settings, in seconds and counts.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginLimits {
+    /// How long a counter lives after its last failure.
+    pub window: i64,
+    /// Failures from one address before it is refused for `window`.
+    pub max_failures_per_ip: i64,
+    /// Failures for one username before delays start.
+    pub free_attempts: i64,
+    /// Longest delay between attempts for one username.
+    pub max_delay: i64,
+    /// Failures of one username from one address before that pair is locked.
+    pub lockout_after: i64,
+    /// How long a locked pair stays locked.
+    pub lockout: i64,
+}
+
+/// Counter keys: address, username, pair.
+pub fn keys(ip: IpAddr, username: &str) -> Vec<String> {
+    vec![
+        format!("ip:{ip}"),
+        format!("user:{username}"),
+        format!("pair:{username}|{ip}"),
+    ]
+}
+
+/// Counter keys a successful login clears (the address keeps its count: a success does not
+/// excuse the failures it made for other names).
+pub fn keys_to_reset(ip: IpAddr, username: &str) -> Vec<String> {
+    keys(ip, username).split_off(1)
+}
+
+/// Seconds this attempt must wait (0: go ahead), from the counters (failures, last failure)
+/// of [`keys`], in that order.
+pub fn wait(l: &LoginLimits, counts: &[(i64, i64)], now: i64) -> i64 {
+    let [(ip_n, ip_last), (user_n, user_last), (pair_n, pair_last)] = counts else {
+        return 0;
+    };
+    let remaining = |until: i64| until.saturating_sub(now).max(0);
+    if *ip_n >= l.max_failures_per_ip {
+        return remaining(ip_last.saturating_add(l.window));
+    }
+    if *pair_n >= l.lockout_after {
+        return remaining(pair_last.saturating_add(l.lockout));
+    }
+    if *user_n >= l.free_attempts {
+        let exponent = u32::try_from((user_n - l.free_attempts).min(30)).unwrap_or(30);
+        let delay = 2_i64.saturating_pow(exponent).min(l.max_delay);
+        return remaining(user_last.saturating_add(delay));
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const L: LoginLimits = LoginLimits {
+        window: 900,
+        max_failures_per_ip: 50,
+        free_attempts: 3,
+        max_delay: 60,
+        lockout_after: 10,
+        lockout: 900,
+    };
+
+    #[test]
+    fn delays_grow_and_are_capped() {
+        let now = 1000;
+        assert_eq!(
+            wait(&L, &[(0, 0), (2, now), (2, now)], now),
+            0,
+            "free attempts"
+        );
+        assert_eq!(wait(&L, &[(0, 0), (3, now), (3, now)], now), 1);
+        assert_eq!(wait(&L, &[(0, 0), (5, now), (5, now)], now), 4);
+        assert_eq!(
+            wait(&L, &[(0, 0), (5, now - 3), (5, now - 3)], now),
+            1,
+            "time already waited counts"
+        );
+        assert_eq!(
+            wait(&L, &[(0, 0), (40, now), (0, 0)], now),
+            60,
+            "a username is only ever delayed, capped"
+        );
+    }
+
+    #[test]
+    fn pair_lockout_and_address_limit() {
+        let now = 1000;
+        assert_eq!(
+            wait(&L, &[(10, now), (10, now - 100), (10, now - 100)], now),
+            800,
+            "pair locked"
+        );
+        assert_eq!(
+            wait(&L, &[(50, now - 10), (0, 0), (0, 0)], now),
+            890,
+            "address refused first, any name"
+        );
+        assert_eq!(
+            wait(&L, &[(10, now), (10, now - 1000), (10, now - 1000)], now),
+            0,
+            "lock over"
+        );
+        assert_eq!(wait(&L, &[], now), 0);
+    }
+
+    #[test]
+    fn keys_are_per_address_user_and_pair() {
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        assert_eq!(
+            keys(ip, "alice"),
+            vec!["ip:10.0.0.1", "user:alice", "pair:alice|10.0.0.1"]
+        );
+        assert_eq!(
+            keys_to_reset(ip, "alice"),
+            vec!["user:alice", "pair:alice|10.0.0.1"]
+        );
+    }
+}
