@@ -263,18 +263,7 @@ impl Gateway {
                     true,
                 ));
             }
-            let csrf_token = csrf::issue(
-                self.keys.csrf_key(),
-                csrf::Binding::Session(&issued.family.id),
-                now,
-            )?;
-            out.extend(cookies::set_cookie(
-                names,
-                &names.csrf,
-                &csrf_token,
-                Some(lifetime),
-                false,
-            ));
+            out.extend(self.csrf_cookie(&issued.family.id, now, lifetime)?);
             return Ok(out);
         }
         let access_age = issued.claims.exp.saturating_sub(now);
@@ -295,20 +284,47 @@ impl Gateway {
             ));
         }
         if with_csrf {
-            let csrf_token = csrf::issue(
-                self.keys.csrf_key(),
-                csrf::Binding::Session(&issued.family.id),
-                now,
-            )?;
-            out.extend(cookies::set_cookie(
-                names,
-                &names.csrf,
-                &csrf_token,
-                Some(lifetime),
-                false,
-            ));
+            out.extend(self.csrf_cookie(&issued.family.id, now, lifetime)?);
         }
         Ok(out)
+    }
+
+    /// A fresh `_csrf_token` cookie for session `sid`.
+    pub fn csrf_cookie(
+        &self,
+        sid: &str,
+        now: i64,
+        max_age: i64,
+    ) -> Result<Option<HeaderValue>, Error> {
+        let token = csrf::issue(self.keys.csrf_key(), csrf::Binding::Session(sid), now)?;
+        Ok(cookies::set_cookie(
+            &self.cookies,
+            &self.cookies.csrf,
+            &token,
+            Some(max_age),
+            false,
+        ))
+    }
+
+    /// The request's CSRF cookie is lost or foreign: hand out a good one so the next request
+    /// works.
+    fn repair_csrf(
+        &self,
+        headers: &HeaderMap,
+        claims: &AccessClaims,
+        now: i64,
+    ) -> Result<Vec<HeaderValue>, Error> {
+        if self.csrf_cookie_valid(headers, &claims.sid, now) {
+            return Ok(Vec::new());
+        }
+        let age = claims
+            .exp
+            .saturating_sub(now)
+            .max(secs(self.config.session.refresh_idle_ttl));
+        Ok(self
+            .csrf_cookie(&claims.sid, now, age)?
+            .into_iter()
+            .collect())
     }
 
     /// `Set-Cookie` values that remove all of the gateway's session cookies.
@@ -344,22 +360,7 @@ impl Gateway {
             };
             return match self.server_session(token, now).await? {
                 Some(claims) => {
-                    let mut set_cookies = Vec::new();
-                    if !self.csrf_cookie_valid(headers, &claims.sid, now) {
-                        let t = csrf::issue(
-                            self.keys.csrf_key(),
-                            csrf::Binding::Session(&claims.sid),
-                            now,
-                        )?;
-                        let age = secs(self.config.session.refresh_idle_ttl);
-                        set_cookies.extend(cookies::set_cookie(
-                            names,
-                            &names.csrf,
-                            &t,
-                            Some(age),
-                            false,
-                        ));
-                    }
+                    let set_cookies = self.repair_csrf(headers, &claims, now)?;
                     Ok(Outcome::Authenticated(Session {
                         claims,
                         via: Via::Cookie,
@@ -374,26 +375,7 @@ impl Gateway {
         if let Some(claims) =
             cookies::get(headers, &names.access).and_then(|t| self.verify_access(t, now))
         {
-            let mut set_cookies = Vec::new();
-            if !self.csrf_cookie_valid(headers, &claims.sid, now) {
-                // Lost or foreign CSRF cookie: hand out a good one so the next request works.
-                let t = csrf::issue(
-                    self.keys.csrf_key(),
-                    csrf::Binding::Session(&claims.sid),
-                    now,
-                )?;
-                let age = claims
-                    .exp
-                    .saturating_sub(now)
-                    .max(secs(self.config.session.refresh_idle_ttl));
-                set_cookies.extend(cookies::set_cookie(
-                    names,
-                    &names.csrf,
-                    &t,
-                    Some(age),
-                    false,
-                ));
-            }
+            let set_cookies = self.repair_csrf(headers, &claims, now)?;
             return Ok(Outcome::Authenticated(Session {
                 claims,
                 via: Via::Cookie,
