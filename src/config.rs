@@ -610,7 +610,12 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
                 ));
             }
             s if s.trim().is_empty() => None,
-            s if s.starts_with("redis://") || s.starts_with("rediss://") => Some(s),
+            s if ["redis://", "rediss://", "redis+sentinel://"]
+                .iter()
+                .any(|p| s.starts_with(p)) =>
+            {
+                Some(s)
+            }
             s => {
                 return Err(v.invalid(
                     "store",

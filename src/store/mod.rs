@@ -68,7 +68,10 @@ impl Store {
     }
 
     fn open_url(url: &str, timeout: Duration) -> Result<Store, Error> {
-        if url.starts_with("redis://") || url.starts_with("rediss://") {
+        if ["redis://", "rediss://", "redis+sentinel://"]
+            .iter()
+            .any(|p| url.starts_with(p))
+        {
             return Ok(Store::Redis(Box::new(RedisStore::open(url, timeout)?)));
         }
         // Config validation only lets redis URLs through; never echo a URL (it may hold a password).

@@ -87,11 +87,20 @@ fn user_key(user_id: i64) -> String {
     format!("dg:ufam:{user_id}")
 }
 
+/// Where the Redis master is: one address, or whatever Redis Sentinel says it is now.
+enum Source {
+    Direct(redis::Client),
+    Sentinel(tokio::sync::Mutex<redis::sentinel::SentinelClient>),
+}
+
+/// The master in use: its client (for pub/sub) and a reconnecting connection.
+type Master = (redis::Client, ConnectionManager);
+
 /// Refresh families and revocations in Redis.
 #[derive(Clone)]
 pub struct RedisStore {
-    client: redis::Client,
-    conn: ConnectionManager,
+    source: Arc<Source>,
+    master: Arc<tokio::sync::RwLock<Option<Master>>>,
     timeout: Duration,
     rotate: Arc<Script>,
     revoke: Arc<Script>,
@@ -103,22 +112,20 @@ fn unavailable(e: impl std::fmt::Display) -> Error {
 }
 
 impl RedisStore {
-    /// Prepare a store for `url` (`redis://` or `rediss://`). Connects lazily, so the gateway
+    /// Prepare a store for `url`: `redis://`, `rediss://`, or
+    /// `redis+sentinel://HOST:PORT[,HOST:PORT…]/SERVICE[/DB]`. Connects lazily, so the gateway
     /// starts (and reports not-ready) while Redis is down.
     pub fn open(url: &str, timeout: Duration) -> Result<RedisStore, Error> {
-        let client =
-            redis::Client::open(url).map_err(|e| Error::Internal(format!("store URL: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = client
-            .get_connection_manager_lazy(config)
-            .map_err(|e| Error::Internal(format!("store: {e}")))?;
+        let bad = |e: &dyn std::fmt::Display| Error::Internal(format!("store URL: {e}"));
+        let source = match url.strip_prefix("redis+sentinel://") {
+            Some(rest) => Source::Sentinel(tokio::sync::Mutex::new(
+                sentinel_client(rest).map_err(|e| bad(&e))?,
+            )),
+            None => Source::Direct(redis::Client::open(url).map_err(|e| bad(&e))?),
+        };
         Ok(RedisStore {
-            client,
-            conn,
+            source: Arc::new(source),
+            master: Arc::new(tokio::sync::RwLock::new(None)),
             timeout,
             rotate: Arc::new(Script::new(ROTATE)),
             revoke: Arc::new(Script::new(REVOKE)),
@@ -126,9 +133,46 @@ impl RedisStore {
         })
     }
 
+    /// The current master, found (through Sentinel) and connected lazily.
+    async fn master(&self) -> Result<Master, Error> {
+        if let Some(m) = self.master.read().await.as_ref() {
+            return Ok(m.clone());
+        }
+        let mut slot = self.master.write().await;
+        if let Some(m) = slot.as_ref() {
+            return Ok(m.clone());
+        }
+        let client = match &*self.source {
+            Source::Direct(c) => c.clone(),
+            Source::Sentinel(s) => {
+                let mut s = s.lock().await;
+                self.deadline(s.async_get_client()).await?
+            }
+        };
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = client
+            .get_connection_manager_lazy(config)
+            .map_err(unavailable)?;
+        *slot = Some((client.clone(), conn.clone()));
+        Ok((client, conn))
+    }
+
+    /// Forget the master after a failure that may mean it moved (Sentinel failover), so the
+    /// next command asks Sentinel again.
+    async fn forget_master(&self) {
+        if matches!(&*self.source, Source::Sentinel(_)) {
+            *self.master.write().await = None;
+        }
+    }
+
     /// Run one Redis operation under the store deadline. A connection that broke while Redis
-    /// was away fails the first command after it returns; that one is retried once on the
-    /// fresh connection (every operation here is safe to repeat).
+    /// was away (or a master that Sentinel has replaced) fails the first command after it
+    /// returns; that one is retried once on a fresh connection (every operation here is safe
+    /// to repeat).
     async fn run<T, F, Fut>(&self, op: F) -> Result<T, Error>
     where
         F: Fn(ConnectionManager) -> Fut,
@@ -137,13 +181,26 @@ impl RedisStore {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match tokio::time::timeout(self.timeout, op(self.conn.clone())).await {
+            let (_, conn) = self.master().await?;
+            match tokio::time::timeout(self.timeout, op(conn)).await {
                 Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) if attempt == 1 && (e.is_io_error() || e.is_connection_dropped()) => {
-                    continue;
+                Ok(Err(e)) => {
+                    let moved = e.is_io_error()
+                        || e.is_connection_dropped()
+                        || e.is_connection_refusal()
+                        || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly);
+                    if moved {
+                        self.forget_master().await;
+                    }
+                    if attempt == 1 && moved {
+                        continue;
+                    }
+                    return Err(unavailable(e));
                 }
-                Ok(Err(e)) => return Err(unavailable(e)),
-                Err(_) => return Err(unavailable("timed out")),
+                Err(_) => {
+                    self.forget_master().await;
+                    return Err(unavailable("timed out"));
+                }
             }
         }
     }
@@ -436,7 +493,14 @@ impl RedisStore {
     }
 
     async fn follow_once(&self, set: &RevocationSet) -> Result<(), Error> {
-        let mut pubsub = self.deadline(self.client.get_async_pubsub()).await?;
+        let (client, _) = self.master().await?;
+        let mut pubsub = match self.deadline(client.get_async_pubsub()).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.forget_master().await;
+                return Err(e);
+            }
+        };
         self.deadline(pubsub.subscribe(CHANNEL)).await?;
         // Subscribed first, then loaded: nothing published in between is missed.
         let now = crate::clock::now();
@@ -454,6 +518,41 @@ impl RedisStore {
         }
         Ok(())
     }
+}
+
+/// `HOST:PORT[,HOST:PORT…]/SERVICE[/DB]` (after `redis+sentinel://`).
+fn sentinel_client(rest: &str) -> Result<redis::sentinel::SentinelClient, String> {
+    let (nodes, path) = rest
+        .split_once('/')
+        .ok_or("expected redis+sentinel://HOST:PORT,…/SERVICE[/DB]")?;
+    let mut path = path.split('/');
+    let service = path
+        .next()
+        .filter(|s| !s.is_empty())
+        .ok_or("missing the Sentinel service name")?;
+    let db = match path.next() {
+        None | Some("") => 0,
+        Some(d) => d
+            .parse::<i64>()
+            .map_err(|_| format!("bad database number {d:?}"))?,
+    };
+    let nodes: Vec<String> = nodes
+        .split(',')
+        .filter(|n| !n.is_empty())
+        .map(|n| format!("redis://{n}"))
+        .collect();
+    if nodes.is_empty() {
+        return Err("no Sentinel address".to_owned());
+    }
+    let info = redis::sentinel::SentinelNodeConnectionInfo::default()
+        .set_redis_connection_info(redis::RedisConnectionInfo::default().set_db(db));
+    redis::sentinel::SentinelClient::build(
+        nodes,
+        service,
+        Some(info),
+        redis::sentinel::SentinelServerType::Master,
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn encode(r: &Revocation) -> String {

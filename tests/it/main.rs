@@ -15,6 +15,7 @@ mod policy;
 mod postgres;
 mod proxy;
 mod replicas;
+mod sentinel;
 mod sessions;
 mod throttle;
 mod tls;

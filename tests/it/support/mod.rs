@@ -16,7 +16,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub use postgres::PostgresServer;
-pub use redis::RedisServer;
+pub use redis::{RedisServer, SentinelServer};
 pub use upstream::Upstream;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
