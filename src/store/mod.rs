@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::db::Db;
 use crate::error::Error;
+use crate::token::refresh::RefreshKey;
 
 pub use self::redis::RedisStore;
 pub use revocation::{Revocation, RevocationKind, RevocationSet};
@@ -94,33 +95,33 @@ impl Store {
 
     pub async fn rotate(
         &self,
-        hash: [u8; 32],
+        key: RefreshKey,
         now: i64,
         policy: RefreshPolicy,
     ) -> Result<Rotation, Error> {
         match self {
-            Store::Sqlite(s) => s.rotate(hash, now, policy).await,
-            Store::Redis(r) => r.rotate(hash, now, policy).await,
+            Store::Sqlite(s) => s.rotate(key, now, policy).await,
+            Store::Redis(r) => r.rotate(key, now, policy).await,
         }
     }
 
     /// Look up (and keep alive) a server-mode session.
     pub async fn touch(
         &self,
-        hash: [u8; 32],
+        key: RefreshKey,
         now: i64,
         policy: RefreshPolicy,
     ) -> Result<Option<Family>, Error> {
         match self {
-            Store::Sqlite(s) => s.touch(hash, now, policy).await,
-            Store::Redis(r) => r.touch(hash, now, policy).await,
+            Store::Sqlite(s) => s.touch(key, now, policy).await,
+            Store::Redis(r) => r.touch(key, now, policy).await,
         }
     }
 
-    pub async fn family_of(&self, hash: [u8; 32], now: i64) -> Result<Option<Family>, Error> {
+    pub async fn family_of(&self, key: RefreshKey, now: i64) -> Result<Option<Family>, Error> {
         match self {
-            Store::Sqlite(s) => s.family_of(hash, now).await,
-            Store::Redis(r) => r.family_of(hash, now).await,
+            Store::Sqlite(s) => s.family_of(key, now).await,
+            Store::Redis(r) => r.family_of(key, now).await,
         }
     }
 

@@ -18,18 +18,19 @@ use redis::{AsyncCommands, Script};
 
 use super::{Family, RefreshPolicy, Revocation, RevocationKind, RevocationSet, Rotation};
 use crate::error::Error;
-use crate::token::refresh;
+use crate::token::refresh::{self, RefreshKey};
 
 const REVOCATIONS: &str = "dg:revs";
 const CHANNEL: &str = "dg:revocations";
 
-/// Rotate a refresh token atomically. KEYS: old token, new token. ARGV: now, idle, grace,
-/// family-key prefix. Returns {outcome, family id, user id, absolute expiry}.
+/// Rotate a refresh token atomically. KEYS: old token, new token, family (one hash slot: the
+/// family id is their hash tag). ARGV: now, idle, grace. Returns {outcome, family id, user id,
+/// absolute expiry}.
 const ROTATE: &str = r"
 local t = redis.call('HMGET', KEYS[1], 'fam', 'idle', 'rot')
 if not t[1] then return {'invalid'} end
 local now, idle, grace = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local famkey = ARGV[4] .. t[1]
+local famkey = KEYS[3]
 local f = redis.call('HMGET', famkey, 'uid', 'abs', 'rev')
 if not f[1] then return {'invalid'} end
 local abs = tonumber(f[2])
@@ -47,18 +48,18 @@ redis.call('EXPIREAT', KEYS[2], abs)
 return {'rotated', t[1], f[1], f[2]}
 ";
 
-/// A server-mode session lookup. KEYS: token. ARGV: now, idle, family-key prefix, touch-every.
+/// A server-mode session lookup. KEYS: token, family. ARGV: now, idle, touch-every.
 /// Returns {family id, user id, absolute expiry} or {} when the session is not valid.
 const TOUCH: &str = r"
 local t = redis.call('HMGET', KEYS[1], 'fam', 'idle', 'rot')
 if not t[1] or tonumber(t[3]) > 0 then return {} end
 local now, idle = tonumber(ARGV[1]), tonumber(ARGV[2])
-local f = redis.call('HMGET', ARGV[3] .. t[1], 'uid', 'abs', 'rev')
+local f = redis.call('HMGET', KEYS[2], 'uid', 'abs', 'rev')
 if not f[1] or f[3] == '1' then return {} end
 local abs, cur = tonumber(f[2]), tonumber(t[2])
 if abs <= now or cur <= now then return {} end
 local extended = math.min(now + idle, abs)
-if extended - cur > tonumber(ARGV[4]) then redis.call('HSET', KEYS[1], 'idle', extended) end
+if extended - cur > tonumber(ARGV[3]) then redis.call('HSET', KEYS[1], 'idle', extended) end
 return {t[1], f[1], f[2]}
 ";
 
@@ -68,19 +69,18 @@ if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'rev', '1
 return 0
 ";
 
-const FAMILY_PREFIX: &str = "dg:fam:";
-
-fn token_key(hash: &[u8; 32]) -> String {
-    let mut s = String::with_capacity(6 + 64);
-    s.push_str("dg:rt:");
-    for b in hash {
+/// A token's key: `dg:{family}:rt:<hash>` — the braces make the family id the hash tag, so a
+/// Redis Cluster keeps a session's keys in one slot.
+fn token_key(key: &RefreshKey) -> String {
+    let mut s = format!("dg:{{{}}}:rt:", key.family);
+    for b in key.hash {
         s.push_str(&format!("{b:02x}"));
     }
     s
 }
 
 fn family_key(id: &str) -> String {
-    format!("{FAMILY_PREFIX}{id}")
+    format!("dg:{{{id}}}:fam")
 }
 
 fn user_key(user_id: i64) -> String {
@@ -229,7 +229,7 @@ impl RedisStore {
         policy: RefreshPolicy,
     ) -> Result<(Family, String), Error> {
         let id = crate::token::random_id()?;
-        let (token, hash) = refresh::generate()?;
+        let (token, key) = refresh::generate(&id)?;
         let abs = now.saturating_add(policy.absolute);
         let family = Family {
             id,
@@ -248,19 +248,29 @@ impl RedisStore {
             )
             .expire_at(family_key(&family.id), abs)
             .hset_multiple(
-                token_key(&hash),
+                token_key(&key),
                 &[
                     ("fam", family.id.clone()),
                     ("idle", now.saturating_add(policy.idle).min(abs).to_string()),
                     ("rot", "0".to_owned()),
                 ],
             )
-            .expire_at(token_key(&hash), abs)
+            .expire_at(token_key(&key), abs);
+        // The user's set of families lives in another slot: a second, plain pipeline.
+        let mut index = redis::pipe();
+        index
             .sadd(user_key(user_id), &family.id)
-            .expire(user_key(user_id), policy.absolute);
+            .ignore()
+            .expire(user_key(user_id), policy.absolute)
+            .ignore();
         self.run(|mut c| {
             let pipe = pipe.clone();
             async move { pipe.query_async::<()>(&mut c).await }
+        })
+        .await?;
+        self.run(|mut c| {
+            let index = index.clone();
+            async move { index.query_async::<()>(&mut c).await }
         })
         .await?;
         Ok((family, token))
@@ -268,20 +278,20 @@ impl RedisStore {
 
     pub async fn rotate(
         &self,
-        hash: [u8; 32],
+        key: RefreshKey,
         now: i64,
         policy: RefreshPolicy,
     ) -> Result<Rotation, Error> {
-        let (new_token, new_hash) = refresh::generate()?;
+        let (new_token, new_key) = refresh::generate(&key.family)?;
         let out: Vec<String> = self
             .run(|mut c| {
                 let mut inv = self.rotate.prepare_invoke();
-                inv.key(token_key(&hash))
-                    .key(token_key(&new_hash))
+                inv.key(token_key(&key))
+                    .key(token_key(&new_key))
+                    .key(family_key(&key.family))
                     .arg(now)
                     .arg(policy.idle)
-                    .arg(policy.grace)
-                    .arg(FAMILY_PREFIX);
+                    .arg(policy.grace);
                 async move { inv.invoke_async(&mut c).await }
             })
             .await?;
@@ -309,17 +319,17 @@ impl RedisStore {
     /// A server-mode session lookup (see [`super::SqliteStore::touch`]).
     pub async fn touch(
         &self,
-        hash: [u8; 32],
+        key: RefreshKey,
         now: i64,
         policy: RefreshPolicy,
     ) -> Result<Option<Family>, Error> {
         let out: Vec<String> = self
             .run(|mut c| {
                 let mut inv = self.touch.prepare_invoke();
-                inv.key(token_key(&hash))
+                inv.key(token_key(&key))
+                    .key(family_key(&key.family))
                     .arg(now)
                     .arg(policy.idle)
-                    .arg(FAMILY_PREFIX)
                     .arg(super::sqlite::TOUCH_EVERY);
                 async move { inv.invoke_async(&mut c).await }
             })
@@ -337,9 +347,12 @@ impl RedisStore {
         })
     }
 
-    pub async fn family_of(&self, hash: [u8; 32], now: i64) -> Result<Option<Family>, Error> {
+    pub async fn family_of(&self, key: RefreshKey, now: i64) -> Result<Option<Family>, Error> {
         let fam: Option<String> = self
-            .run(|mut c| async move { c.hget(token_key(&hash), "fam").await })
+            .run(|mut c| {
+                let k = token_key(&key);
+                async move { c.hget(k, "fam").await }
+            })
             .await?;
         let Some(id) = fam else { return Ok(None) };
         let key = family_key(&id);
@@ -585,7 +598,18 @@ mod tests {
         assert_eq!(decode(&encode(&r)), Some(r));
         assert_eq!(decode("{}"), None);
         assert_eq!(decode("not json"), None);
-        assert_eq!(token_key(&[0xab; 32]).len(), 6 + 64);
-        assert!(family_key("x").starts_with(FAMILY_PREFIX));
+        let key = RefreshKey {
+            family: "fam1".into(),
+            hash: [0xab; 32],
+        };
+        assert_eq!(
+            token_key(&key),
+            format!("dg:{{fam1}}:rt:{}", "ab".repeat(32))
+        );
+        assert_eq!(
+            family_key("fam1"),
+            "dg:{fam1}:fam",
+            "same hash tag: one cluster slot"
+        );
     }
 }

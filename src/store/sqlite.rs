@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, params};
 use super::{Family, RefreshPolicy, Revocation, RevocationKind, Rotation};
 use crate::db::Db;
 use crate::error::Error;
-use crate::token::refresh;
+use crate::token::refresh::{self, RefreshKey};
 
 /// A server-mode session's idle expiry is pushed forward only when it would move by more than
 /// this many seconds (so a busy session does not write on every request).
@@ -33,7 +33,8 @@ impl SqliteStore {
         policy: RefreshPolicy,
     ) -> Result<(Family, String), Error> {
         let id = crate::token::random_id()?;
-        let (token, hash) = refresh::generate()?;
+        let (token, key) = refresh::generate(&id)?;
+        let hash = key.hash;
         let family = Family {
             id,
             user_id,
@@ -63,11 +64,12 @@ impl SqliteStore {
     /// presentations of the same token are serialised: one rotates, the other sees `Grace`.
     pub async fn rotate(
         &self,
-        hash: [u8; 32],
+        key: RefreshKey,
         now: i64,
         policy: RefreshPolicy,
     ) -> Result<Rotation, Error> {
-        let (new_token, new_hash) = refresh::generate()?;
+        let (new_token, new_key) = refresh::generate(&key.family)?;
+        let (hash, new_hash) = (key.hash, new_key.hash);
         self.db
             .call(move |c| {
                 let tx = crate::db::write_tx(c)?;
@@ -125,10 +127,11 @@ impl SqliteStore {
     /// minute per session.
     pub async fn touch(
         &self,
-        hash: [u8; 32],
+        key: RefreshKey,
         now: i64,
         policy: RefreshPolicy,
     ) -> Result<Option<Family>, Error> {
+        let hash = key.hash;
         self.db
             .call(move |c| {
                 let row = c
@@ -152,7 +155,8 @@ impl SqliteStore {
     }
 
     /// The live family a refresh token belongs to, without rotating it.
-    pub async fn family_of(&self, hash: [u8; 32], now: i64) -> Result<Option<Family>, Error> {
+    pub async fn family_of(&self, key: RefreshKey, now: i64) -> Result<Option<Family>, Error> {
+        let hash = key.hash;
         self.db
             .call(move |c| {
                 let f = c

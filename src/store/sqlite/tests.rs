@@ -18,7 +18,7 @@ async fn setup() -> Result<(tempfile::TempDir, SqliteStore, i64), Error> {
     Ok((dir, SqliteStore::new(db), user.id))
 }
 
-fn hash(token: &str) -> Result<[u8; 32], Error> {
+fn hash(token: &str) -> Result<refresh::RefreshKey, Error> {
     refresh::parse(token).ok_or(Error::Internal("unparsable token".into()))
 }
 
