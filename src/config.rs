@@ -610,9 +610,14 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
                 ));
             }
             s if s.trim().is_empty() => None,
-            s if ["redis://", "rediss://", "redis+sentinel://"]
-                .iter()
-                .any(|p| s.starts_with(p)) =>
+            s if [
+                "redis://",
+                "rediss://",
+                "redis+sentinel://",
+                "redis+cluster://",
+            ]
+            .iter()
+            .any(|p| s.starts_with(p)) =>
             {
                 Some(s)
             }

@@ -69,9 +69,14 @@ impl Store {
     }
 
     fn open_url(url: &str, timeout: Duration) -> Result<Store, Error> {
-        if ["redis://", "rediss://", "redis+sentinel://"]
-            .iter()
-            .any(|p| url.starts_with(p))
+        if [
+            "redis://",
+            "rediss://",
+            "redis+sentinel://",
+            "redis+cluster://",
+        ]
+        .iter()
+        .any(|p| url.starts_with(p))
         {
             return Ok(Store::Redis(Box::new(RedisStore::open(url, timeout)?)));
         }

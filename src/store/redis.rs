@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
 use super::{Family, RefreshPolicy, Revocation, RevocationKind, RevocationSet, Rotation};
@@ -63,6 +63,16 @@ if extended - cur > tonumber(ARGV[3]) then redis.call('HSET', KEYS[1], 'idle', e
 return {t[1], f[1], f[2]}
 ";
 
+/// Create a family and its first token. KEYS: family, token (one slot). ARGV: user id,
+/// absolute expiry, idle expiry, family id.
+const CREATE: &str = r"
+redis.call('HSET', KEYS[1], 'uid', ARGV[1], 'abs', ARGV[2], 'rev', '0')
+redis.call('EXPIREAT', KEYS[1], ARGV[2])
+redis.call('HSET', KEYS[2], 'fam', ARGV[4], 'idle', ARGV[3], 'rot', '0')
+redis.call('EXPIREAT', KEYS[2], ARGV[2])
+return 1
+";
+
 /// Mark a family revoked if it still exists (never recreate an expired key without a TTL).
 const REVOKE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'rev', '1') return 1 end
@@ -87,14 +97,56 @@ fn user_key(user_id: i64) -> String {
     format!("dg:ufam:{user_id}")
 }
 
-/// Where the Redis master is: one address, or whatever Redis Sentinel says it is now.
+/// Where Redis is: one address, whatever Redis Sentinel says the master is now, or a Redis
+/// Cluster (keys of one session share a slot through their hash tag; pub/sub messages reach
+/// every node).
 enum Source {
     Direct(redis::Client),
     Sentinel(tokio::sync::Mutex<redis::sentinel::SentinelClient>),
+    /// Boxed: the cluster client is large; the source is built once.
+    Cluster(Box<(redis::cluster::ClusterClient, redis::Client)>),
 }
 
-/// The master in use: its client (for pub/sub) and a reconnecting connection.
-type Master = (redis::Client, ConnectionManager);
+/// A connection to a single server or to a cluster; both reconnect by themselves.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The Redis in use: a client for pub/sub and a reconnecting connection for commands.
+type Master = (redis::Client, Conn);
 
 /// Refresh families and revocations in Redis.
 #[derive(Clone)]
@@ -102,6 +154,7 @@ pub struct RedisStore {
     source: Arc<Source>,
     master: Arc<tokio::sync::RwLock<Option<Master>>>,
     timeout: Duration,
+    create: Arc<Script>,
     rotate: Arc<Script>,
     revoke: Arc<Script>,
     touch: Arc<Script>,
@@ -117,16 +170,35 @@ impl RedisStore {
     /// starts (and reports not-ready) while Redis is down.
     pub fn open(url: &str, timeout: Duration) -> Result<RedisStore, Error> {
         let bad = |e: &dyn std::fmt::Display| Error::Internal(format!("store URL: {e}"));
-        let source = match url.strip_prefix("redis+sentinel://") {
-            Some(rest) => Source::Sentinel(tokio::sync::Mutex::new(
+        let source = if let Some(rest) = url.strip_prefix("redis+sentinel://") {
+            Source::Sentinel(tokio::sync::Mutex::new(
                 sentinel_client(rest).map_err(|e| bad(&e))?,
-            )),
-            None => Source::Direct(redis::Client::open(url).map_err(|e| bad(&e))?),
+            ))
+        } else if let Some(rest) = url.strip_prefix("redis+cluster://") {
+            let nodes: Vec<String> = rest
+                .trim_end_matches('/')
+                .split(',')
+                .filter(|n| !n.is_empty())
+                .map(|n| format!("redis://{n}"))
+                .collect();
+            let first = nodes
+                .first()
+                .ok_or_else(|| bad(&"no cluster node address"))?;
+            let pubsub = redis::Client::open(first.as_str()).map_err(|e| bad(&e))?;
+            let cluster = redis::cluster::ClusterClient::builder(nodes)
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .build()
+                .map_err(|e| bad(&e))?;
+            Source::Cluster(Box::new((cluster, pubsub)))
+        } else {
+            Source::Direct(redis::Client::open(url).map_err(|e| bad(&e))?)
         };
         Ok(RedisStore {
             source: Arc::new(source),
             master: Arc::new(tokio::sync::RwLock::new(None)),
             timeout,
+            create: Arc::new(Script::new(CREATE)),
             rotate: Arc::new(Script::new(ROTATE)),
             revoke: Arc::new(Script::new(REVOKE)),
             touch: Arc::new(Script::new(TOUCH)),
@@ -148,6 +220,12 @@ impl RedisStore {
                 let mut s = s.lock().await;
                 self.deadline(s.async_get_client()).await?
             }
+            Source::Cluster(both) => {
+                let (cluster, pubsub) = &**both;
+                let conn = self.deadline(cluster.get_async_connection()).await?;
+                *slot = Some((pubsub.clone(), Conn::Cluster(conn.clone())));
+                return Ok((pubsub.clone(), Conn::Cluster(conn)));
+            }
         };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
@@ -157,8 +235,8 @@ impl RedisStore {
         let conn = client
             .get_connection_manager_lazy(config)
             .map_err(unavailable)?;
-        *slot = Some((client.clone(), conn.clone()));
-        Ok((client, conn))
+        *slot = Some((client.clone(), Conn::Single(conn.clone())));
+        Ok((client, Conn::Single(conn)))
     }
 
     /// Forget the master after a failure that may mean it moved (Sentinel failover), so the
@@ -175,7 +253,7 @@ impl RedisStore {
     /// to repeat).
     async fn run<T, F, Fut>(&self, op: F) -> Result<T, Error>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let mut attempt = 0;
@@ -236,26 +314,7 @@ impl RedisStore {
             user_id,
             absolute_expires_at: abs,
         };
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .hset_multiple(
-                family_key(&family.id),
-                &[
-                    ("uid", user_id.to_string()),
-                    ("abs", abs.to_string()),
-                    ("rev", "0".to_owned()),
-                ],
-            )
-            .expire_at(family_key(&family.id), abs)
-            .hset_multiple(
-                token_key(&key),
-                &[
-                    ("fam", family.id.clone()),
-                    ("idle", now.saturating_add(policy.idle).min(abs).to_string()),
-                    ("rot", "0".to_owned()),
-                ],
-            )
-            .expire_at(token_key(&key), abs);
+        let idle = now.saturating_add(policy.idle).min(abs);
         // The user's set of families lives in another slot: a second, plain pipeline.
         let mut index = redis::pipe();
         index
@@ -264,8 +323,14 @@ impl RedisStore {
             .expire(user_key(user_id), policy.absolute)
             .ignore();
         self.run(|mut c| {
-            let pipe = pipe.clone();
-            async move { pipe.query_async::<()>(&mut c).await }
+            let mut inv = self.create.prepare_invoke();
+            inv.key(family_key(&family.id))
+                .key(token_key(&key))
+                .arg(user_id)
+                .arg(abs)
+                .arg(idle)
+                .arg(&family.id);
+            async move { inv.invoke_async::<i64>(&mut c).await }
         })
         .await?;
         self.run(|mut c| {
@@ -439,42 +504,53 @@ impl RedisStore {
         now: i64,
         window: i64,
     ) -> Result<(), Error> {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
+        // One small pipeline per counter: in a cluster each lives in its own slot.
         for k in &keys {
             let key = format!("dg:att:{k}");
+            let mut pipe = redis::pipe();
             pipe.hincr(&key, "n", 1)
                 .ignore()
                 .hset(&key, "last", now)
                 .ignore()
                 .expire(&key, window)
                 .ignore();
+            self.run(|mut c| {
+                let pipe = pipe.clone();
+                async move { pipe.query_async::<()>(&mut c).await }
+            })
+            .await?;
         }
-        self.run(|mut c| {
-            let pipe = pipe.clone();
-            async move { pipe.query_async::<()>(&mut c).await }
-        })
-        .await
+        Ok(())
     }
 
     /// Forget the counters (after a successful login).
     pub async fn reset_attempts(&self, keys: Vec<String>) -> Result<(), Error> {
-        let names: Vec<String> = keys.iter().map(|k| format!("dg:att:{k}")).collect();
-        self.run(|mut c| {
-            let names = names.clone();
-            async move { c.del::<_, ()>(names).await }
-        })
-        .await
+        for k in &keys {
+            let key = format!("dg:att:{k}");
+            self.run(|mut c| {
+                let key = key.clone();
+                async move { c.del::<_, ()>(key).await }
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     pub async fn add_revocation(&self, r: Revocation) -> Result<(), Error> {
         let member = encode(&r);
-        let mut pipe = redis::pipe();
-        pipe.zadd(REVOCATIONS, &member, r.expires_at)
-            .publish(CHANNEL, &member);
+        // Stored first, then published: a replica that misses the message still finds it when
+        // it resynchronises.
         self.run(|mut c| {
-            let pipe = pipe.clone();
-            async move { pipe.query_async::<()>(&mut c).await }
+            let member = member.clone();
+            async move {
+                c.zadd::<_, _, _, ()>(REVOCATIONS, member, r.expires_at)
+                    .await
+            }
+        })
+        .await?;
+        self.run(|mut c| {
+            let member = member.clone();
+            async move { c.publish::<_, _, ()>(CHANNEL, member).await }
         })
         .await
     }

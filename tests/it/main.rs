@@ -6,6 +6,7 @@ mod support;
 mod bad_input;
 mod balance;
 mod cli;
+mod cluster;
 mod csrf;
 mod login;
 mod logout;
