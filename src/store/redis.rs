@@ -539,10 +539,12 @@ impl RedisStore {
     pub async fn add_revocation(&self, r: Revocation) -> Result<(), Error> {
         let member = encode(&r);
         // Stored first, then published: a replica that misses the message still finds it when
-        // it resynchronises.
+        // it resynchronises. Entries past their expiry are swept out on the way.
+        let now = crate::clock::now();
         self.run(|mut c| {
             let member = member.clone();
             async move {
+                let _: i64 = c.zrembyscore(REVOCATIONS, "-inf", now).await?;
                 c.zadd::<_, _, _, ()>(REVOCATIONS, member, r.expires_at)
                     .await
             }
