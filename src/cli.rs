@@ -372,11 +372,7 @@ async fn end_sessions(
 
 async fn users(config: &Config, cmd: &UsersCommand) -> Result<(), CliError> {
     let (dir, db) = Directory::open(config).await?;
-    let store = Store::open(
-        config.store.as_deref(),
-        db.as_ref(),
-        config.limits.store_timeout,
-    )?;
+    let store = Store::for_config(config, db.as_ref())?;
     let missing = |n: &str| CliError::Usage(format!("no user named {n:?}"));
     match cmd {
         UsersCommand::Add { name, roles, .. } => {

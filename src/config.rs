@@ -602,15 +602,11 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         database,
         keys_dir: PathBuf::from(v.str("keys_dir", "dashgate-keys")?),
         store: match v.str("store", "")? {
-            s if s.trim().is_empty() && postgres => {
-                return Err(v.invalid(
-                    "store",
-                    "a PostgreSQL database needs a shared state store: set store = \"redis://…\""
-                        .to_owned(),
-                ));
-            }
+            // Without a store, session state lives in the database, whichever it is.
             s if s.trim().is_empty() => None,
             s if [
+                "postgres://",
+                "postgresql://",
                 "redis://",
                 "rediss://",
                 "redis+sentinel://",
@@ -625,7 +621,7 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
                 return Err(v.invalid(
                     "store",
                     format!(
-                        "expected redis://HOST[:PORT][/DB] or rediss://…, got {:?}",
+                        "expected redis://…, rediss://…, redis+sentinel://…, redis+cluster://… or postgres://…, got {:?}",
                         redact(&s)
                     ),
                 ));

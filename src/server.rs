@@ -109,11 +109,7 @@ impl Gateway {
         Ok(Gateway {
             cookies: CookieNames::new(config.cookie_secure),
             directory,
-            store: Store::open(
-                config.store.as_deref(),
-                db.as_ref(),
-                config.limits.store_timeout,
-            )?,
+            store: Store::for_config(&config, db.as_ref())?,
             revocations: Arc::new(RevocationSet::default()),
             db,
             keys,

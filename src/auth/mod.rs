@@ -257,7 +257,8 @@ async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result
     let limits = gw.config.login;
     let attempt_keys = throttle::keys(peer.ip(), canonical.as_deref().unwrap_or("-invalid-"));
     let counts = gw.store.attempts(attempt_keys.clone(), now).await?;
-    let wait = throttle::wait(&limits, &counts, now);
+    let now_ms = clock::now_ms();
+    let wait = throttle::wait(&limits, &counts, now_ms);
     if wait > 0 {
         gw.metrics.login("throttled");
         tracing::warn!(event = "login", result = "throttled", user = canonical.as_deref().unwrap_or("-"), ip = %peer.ip(), retry_after = wait);
@@ -300,7 +301,7 @@ async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result
             };
             gw.metrics.login("failure");
             gw.store
-                .record_failure(attempt_keys, now, limits.window.max(limits.lockout))
+                .record_failure(attempt_keys, now_ms, limits.window.max(limits.lockout))
                 .await?;
             tracing::info!(event = "login", result = "failure", reason, user = canonical.as_deref().unwrap_or("-"), ip = %peer.ip());
             return match &login.form {

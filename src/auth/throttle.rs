@@ -41,23 +41,29 @@ pub fn keys_to_reset(ip: IpAddr, username: &str) -> Vec<String> {
     keys(ip, username).split_off(1)
 }
 
-/// Seconds this attempt must wait (0: go ahead), from the counters (failures, last failure)
-/// of [`keys`], in that order.
-pub fn wait(l: &LoginLimits, counts: &[(i64, i64)], now: i64) -> i64 {
+/// Whole seconds this attempt must wait (0: go ahead), from the counters (failures, last
+/// failure in milliseconds) of [`keys`], in that order. Millisecond timestamps make a delay of
+/// one second last one second, not "until the clock ticks".
+pub fn wait(l: &LoginLimits, counts: &[(i64, i64)], now_ms: i64) -> i64 {
     let [(ip_n, ip_last), (user_n, user_last), (pair_n, pair_last)] = counts else {
         return 0;
     };
-    let remaining = |until: i64| until.saturating_sub(now).max(0);
+    let remaining = |last_ms: i64, secs: i64| {
+        let ms = last_ms
+            .saturating_add(secs.saturating_mul(1000))
+            .saturating_sub(now_ms);
+        if ms <= 0 { 0 } else { (ms + 999) / 1000 }
+    };
     if *ip_n >= l.max_failures_per_ip {
-        return remaining(ip_last.saturating_add(l.window));
+        return remaining(*ip_last, l.window);
     }
     if *pair_n >= l.lockout_after {
-        return remaining(pair_last.saturating_add(l.lockout));
+        return remaining(*pair_last, l.lockout);
     }
     if *user_n >= l.free_attempts {
         let exponent = u32::try_from((user_n - l.free_attempts).min(30)).unwrap_or(30);
         let delay = 2_i64.saturating_pow(exponent).min(l.max_delay);
-        return remaining(user_last.saturating_add(delay));
+        return remaining(*user_last, delay);
     }
     0
 }
@@ -77,16 +83,25 @@ mod tests {
 
     #[test]
     fn delays_grow_and_are_capped() {
-        let now = 1000;
+        let now = 1_000_000;
         assert_eq!(
             wait(&L, &[(0, 0), (2, now), (2, now)], now),
             0,
             "free attempts"
         );
         assert_eq!(wait(&L, &[(0, 0), (3, now), (3, now)], now), 1);
+        assert_eq!(
+            wait(&L, &[(0, 0), (3, now - 999), (3, now - 999)], now),
+            1,
+            "1 ms left is still a wait"
+        );
+        assert_eq!(
+            wait(&L, &[(0, 0), (3, now - 1000), (3, now - 1000)], now),
+            0
+        );
         assert_eq!(wait(&L, &[(0, 0), (5, now), (5, now)], now), 4);
         assert_eq!(
-            wait(&L, &[(0, 0), (5, now - 3), (5, now - 3)], now),
+            wait(&L, &[(0, 0), (5, now - 3000), (5, now - 3000)], now),
             1,
             "time already waited counts"
         );
@@ -99,19 +114,27 @@ mod tests {
 
     #[test]
     fn pair_lockout_and_address_limit() {
-        let now = 1000;
+        let now = 10_000_000;
         assert_eq!(
-            wait(&L, &[(10, now), (10, now - 100), (10, now - 100)], now),
+            wait(
+                &L,
+                &[(10, now), (10, now - 100_000), (10, now - 100_000)],
+                now
+            ),
             800,
             "pair locked"
         );
         assert_eq!(
-            wait(&L, &[(50, now - 10), (0, 0), (0, 0)], now),
+            wait(&L, &[(50, now - 10_000), (0, 0), (0, 0)], now),
             890,
             "address refused first, any name"
         );
         assert_eq!(
-            wait(&L, &[(10, now), (10, now - 1000), (10, now - 1000)], now),
+            wait(
+                &L,
+                &[(10, now), (10, now - 1_000_000), (10, now - 1_000_000)],
+                now
+            ),
             0,
             "lock over"
         );

@@ -267,7 +267,7 @@ impl PgDirectory {
     }
 }
 
-async fn migrate(c: &Client) -> Result<(), Error> {
+pub(crate) async fn migrate(c: &Client) -> Result<(), Error> {
     c.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
     )

@@ -2,6 +2,7 @@
 //! lifetimes) and revocations — in the embedded database on one node, in Redis for many
 //! replicas — plus the in-memory revocation set that the hot path consults without any I/O.
 
+pub mod postgres;
 pub mod redis;
 pub mod revocation;
 pub mod sqlite;
@@ -13,6 +14,7 @@ use crate::db::Db;
 use crate::error::Error;
 use crate::token::refresh::RefreshKey;
 
+pub use self::postgres::PgStore;
 pub use self::redis::RedisStore;
 pub use revocation::{Revocation, RevocationKind, RevocationSet};
 pub use sqlite::SqliteStore;
@@ -54,21 +56,26 @@ pub enum Store {
     Sqlite(SqliteStore),
     /// Boxed: the Redis client is large and the enum is cloned into tasks.
     Redis(Box<RedisStore>),
+    Postgres(PgStore),
 }
 
 impl Store {
     /// `url`: `redis://…`/`rediss://…`, or `None` for the embedded database `db`.
-    pub fn open(url: Option<&str>, db: Option<&Db>, timeout: Duration) -> Result<Store, Error> {
-        match (url, db) {
+    /// The store `config` asks for: `store` if set, otherwise the user database (SQLite or
+    /// PostgreSQL; `db` is the SQLite handle when that is the database).
+    pub fn for_config(config: &crate::config::Config, db: Option<&Db>) -> Result<Store, Error> {
+        let timeout = config.limits.store_timeout;
+        match (config.store.as_deref(), db) {
+            (Some(url), _) => Self::open_url(url, timeout),
             (None, Some(db)) => Ok(Store::Sqlite(SqliteStore::new(db.clone()))),
-            (None, None) => Err(Error::Internal(
-                "no state store: set store = \"redis://…\"".to_owned(),
-            )),
-            (Some(u), _) => Self::open_url(u, timeout),
+            (None, None) => Self::open_url(&config.database, timeout),
         }
     }
 
     fn open_url(url: &str, timeout: Duration) -> Result<Store, Error> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Store::Postgres(PgStore::new(url, timeout)));
+        }
         if [
             "redis://",
             "rediss://",
@@ -95,6 +102,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.create_family(user_id, now, policy).await,
             Store::Redis(r) => r.create_family(user_id, now, policy).await,
+            Store::Postgres(p) => p.create_family(user_id, now, policy).await,
         }
     }
 
@@ -107,6 +115,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.rotate(key, now, policy).await,
             Store::Redis(r) => r.rotate(key, now, policy).await,
+            Store::Postgres(p) => p.rotate(key, now, policy).await,
         }
     }
 
@@ -120,6 +129,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.touch(key, now, policy).await,
             Store::Redis(r) => r.touch(key, now, policy).await,
+            Store::Postgres(p) => p.touch(key, now, policy).await,
         }
     }
 
@@ -127,6 +137,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.family_of(key, now).await,
             Store::Redis(r) => r.family_of(key, now).await,
+            Store::Postgres(p) => p.family_of(key, now).await,
         }
     }
 
@@ -139,6 +150,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.revoke_family(family_id, reason, now).await,
             Store::Redis(r) => r.revoke_family(family_id).await,
+            Store::Postgres(p) => p.revoke_family(family_id, reason, now).await,
         }
     }
 
@@ -152,6 +164,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.revoke_user(user_id, reason, now).await,
             Store::Redis(r) => r.revoke_user(user_id).await,
+            Store::Postgres(p) => p.revoke_user(user_id, reason, now).await,
         }
     }
 
@@ -160,6 +173,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.add_revocation(r).await,
             Store::Redis(x) => x.add_revocation(r).await,
+            Store::Postgres(p) => p.add_revocation(r).await,
         }
     }
 
@@ -168,18 +182,20 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.attempts(keys, now).await,
             Store::Redis(r) => r.attempts(keys).await,
+            Store::Postgres(p) => p.attempts(keys, now).await,
         }
     }
 
     pub async fn record_failure(
         &self,
         keys: Vec<String>,
-        now: i64,
+        at_ms: i64,
         window: i64,
     ) -> Result<(), Error> {
         match self {
-            Store::Sqlite(s) => s.record_failure(keys, now, window).await,
-            Store::Redis(r) => r.record_failure(keys, now, window).await,
+            Store::Sqlite(s) => s.record_failure(keys, at_ms, window).await,
+            Store::Redis(r) => r.record_failure(keys, at_ms, window).await,
+            Store::Postgres(p) => p.record_failure(keys, at_ms, window).await,
         }
     }
 
@@ -187,6 +203,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.reset_attempts(keys).await,
             Store::Redis(r) => r.reset_attempts(keys).await,
+            Store::Postgres(p) => p.reset_attempts(keys).await,
         }
     }
 
@@ -195,6 +212,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.ping().await,
             Store::Redis(r) => r.ping().await,
+            Store::Postgres(p) => p.ping().await,
         }
     }
 
@@ -204,6 +222,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.follow(set).await,
             Store::Redis(r) => r.follow(set).await,
+            Store::Postgres(p) => p.follow(set).await,
         }
     }
 }

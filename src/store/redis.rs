@@ -501,7 +501,7 @@ impl RedisStore {
     pub async fn record_failure(
         &self,
         keys: Vec<String>,
-        now: i64,
+        at_ms: i64,
         window: i64,
     ) -> Result<(), Error> {
         // One small pipeline per counter: in a cluster each lives in its own slot.
@@ -510,7 +510,7 @@ impl RedisStore {
             let mut pipe = redis::pipe();
             pipe.hincr(&key, "n", 1)
                 .ignore()
-                .hset(&key, "last", now)
+                .hset(&key, "last", at_ms)
                 .ignore()
                 .expire(&key, window)
                 .ignore();

@@ -277,7 +277,8 @@ impl SqliteStore {
             .await
     }
 
-    /// Failed-login counters: (failures, time of the last one) per key, 0 when none.
+    /// Failed-login counters: (failures, time of the last one in milliseconds) per key, 0 when
+    /// none.
     pub async fn attempts(&self, keys: Vec<String>, now: i64) -> Result<Vec<(i64, i64)>, Error> {
         self.db
             .call(move |c| {
@@ -293,9 +294,10 @@ impl SqliteStore {
     pub async fn record_failure(
         &self,
         keys: Vec<String>,
-        now: i64,
+        at_ms: i64,
         window: i64,
     ) -> Result<(), Error> {
+        let now = at_ms / 1000;
         self.db
             .call(move |c| {
                 let tx = crate::db::write_tx(c)?;
@@ -303,9 +305,9 @@ impl SqliteStore {
                     tx.execute(
                         "INSERT INTO login_attempts (key, failures, last_at, expires_at) VALUES (?1, 1, ?2, ?3)
                          ON CONFLICT (key) DO UPDATE SET
-                           failures = CASE WHEN login_attempts.expires_at > ?2 THEN login_attempts.failures + 1 ELSE 1 END,
+                           failures = CASE WHEN login_attempts.expires_at > ?4 THEN login_attempts.failures + 1 ELSE 1 END,
                            last_at = ?2, expires_at = ?3",
-                        params![k, now, now.saturating_add(window)],
+                        params![k, at_ms, now.saturating_add(window), now],
                     )?;
                 }
                 tx.execute("DELETE FROM login_attempts WHERE expires_at <= ?1", [now])?;

@@ -111,22 +111,67 @@ async fn directory_on_postgres() -> TestResult {
     Ok(())
 }
 
+/// PostgreSQL alone (no Redis): it holds the session state too, for both session modes, and
+/// replicas share it.
 #[tokio::test]
-async fn postgres_needs_a_shared_store() -> TestResult {
+async fn postgres_as_the_state_store() -> TestResult {
+    let pg = PostgresServer::start().await?;
     let up = Upstream::start().await?;
-    let gw = Gateway::start(&up.url, &[]).await?;
-    let out = gw.cli(
-        &[
-            "check-config",
-            "--database",
-            "postgres://dashgate@127.0.0.1:1/x",
-        ],
-        None,
-    )?;
-    assert!(
-        !out.status.success() && output_text(&out).contains("config key `store`"),
-        "{}",
-        output_text(&out)
-    );
+    let keys = tempfile::tempdir()?;
+    for mode in ["jwt", "server"] {
+        let opts = || {
+            Options::new(&up.url)
+                .env("DASHGATE_DATABASE_URL", &pg.url())
+                .env("DASHGATE_KEYS_DIR", &keys.path().display().to_string())
+                .env("DASHGATE_SESSION_MODE", mode)
+                .env("DASHGATE_SESSION_REFRESH_GRACE", "0s")
+                .env("DASHGATE_LOGIN_FREE_ATTEMPTS", "2")
+        };
+        let r1 = Gateway::start_with(opts(), &[]).await?;
+        let r2 = Gateway::start_with(opts(), &[]).await?;
+        let name = format!("user-{mode}");
+        if !output_text(&r1.cli(&["users", "list"], None)?).contains(&name) {
+            r1.add_user(&name, PASSWORD, &[])?;
+        }
+        let jar = r1.login(&name, PASSWORD).await?;
+        assert_eq!(r2.status("/x", &jar).await?, 200, "{mode}");
+        if mode == "jwt" {
+            // Refresh on the other replica (rotation in a PostgreSQL transaction).
+            let r = client()
+                .get(r2.url("/x"))
+                .header("cookie", jar.without(crate::support::ACCESS).header())
+                .send()
+                .await?;
+            assert_eq!(r.status(), 200);
+        }
+        // Logout on one replica: the other refuses the session (polled within about a second).
+        let r = client()
+            .post(r1.url("/auth/logout"))
+            .header("cookie", jar.header())
+            .header("x-csrftoken", jar.csrf())
+            .header("accept", "application/json")
+            .send()
+            .await?;
+        assert_eq!(r.status(), 200, "{mode}");
+        let refused = crate::support::eventually(std::time::Duration::from_secs(5), || async {
+            r2.status("/x", &jar).await.is_ok_and(|s| s == 401)
+        })
+        .await;
+        assert!(refused, "{mode}: logout reached the other replica");
+        // Failed-login counters are shared too.
+        let bad = |g: &Gateway| {
+            client()
+                .post(g.url("/auth/login"))
+                .json(&serde_json::json!({"username": name, "password": "wrong wrong"}))
+                .send()
+        };
+        assert_eq!(bad(&r1).await?.status(), 401);
+        assert_eq!(bad(&r2).await?.status(), 401);
+        assert_eq!(bad(&r1).await?.status(), 429, "{mode}");
+        assert_eq!(
+            client().get(r1.url("/auth/readyz")).send().await?.status(),
+            200
+        );
+    }
     Ok(())
 }
