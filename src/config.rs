@@ -105,6 +105,7 @@ const KEYS: &[Key] = &[
     key("limits.body_read_timeout", Kind::Duration(1, 3600)),
     key("limits.upstream_timeout", Kind::Duration(1, 3600)),
     key("limits.store_timeout", Kind::Duration(1, 60)),
+    key("store_ca_file", Kind::Str),
     key("balancing.affinity", Kind::Bool),
     key("metrics.public", Kind::Bool),
     key("keys.activation_delay", Kind::Duration(0, 3600)),
@@ -214,8 +215,11 @@ pub struct Config {
     pub listen: SocketAddr,
     pub upstreams: Vec<http::Uri>,
     pub database: String,
-    /// Shared state store (`redis://`, `rediss://`); `None`: the embedded database.
+    /// Shared state store (`redis://`, `rediss://`, …); `None`: the user database.
     pub store: Option<String>,
+    /// CA certificate (PEM) that signs a `rediss://` server's certificate, when it is not in
+    /// the public trust store.
+    pub store_ca_file: Option<PathBuf>,
     pub keys_dir: PathBuf,
     /// A rotated-in key signs only this long after it appeared (every replica knows it by then).
     pub key_activation_delay: Duration,
@@ -601,6 +605,10 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         upstreams,
         database,
         keys_dir: PathBuf::from(v.str("keys_dir", "dashgate-keys")?),
+        store_ca_file: match v.str("store_ca_file", "")? {
+            p if p.trim().is_empty() => None,
+            p => Some(PathBuf::from(p)),
+        },
         store: match v.str("store", "")? {
             // Without a store, session state lives in the database, whichever it is.
             s if s.trim().is_empty() => None,

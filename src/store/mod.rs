@@ -65,10 +65,20 @@ impl Store {
     /// PostgreSQL; `db` is the SQLite handle when that is the database).
     pub fn for_config(config: &crate::config::Config, db: Option<&Db>) -> Result<Store, Error> {
         let timeout = config.limits.store_timeout;
-        match (config.store.as_deref(), db) {
-            (Some(url), _) => Self::open_url(url, timeout),
-            (None, Some(db)) => Ok(Store::Sqlite(SqliteStore::new(db.clone()))),
-            (None, None) => Self::open_url(&config.database, timeout),
+        let ca = match &config.store_ca_file {
+            Some(p) => Some(
+                std::fs::read(p)
+                    .map_err(|e| Error::Internal(format!("store_ca_file {}: {e}", p.display())))?,
+            ),
+            None => None,
+        };
+        match (config.store.as_deref(), db, ca) {
+            (Some(url), _, Some(ca)) if url.starts_with("rediss://") => Ok(Store::Redis(Box::new(
+                RedisStore::open_tls(url, ca, timeout)?,
+            ))),
+            (Some(url), _, _) => Self::open_url(url, timeout),
+            (None, Some(db), _) => Ok(Store::Sqlite(SqliteStore::new(db.clone()))),
+            (None, None, _) => Self::open_url(&config.database, timeout),
         }
     }
 

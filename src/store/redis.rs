@@ -205,6 +205,19 @@ impl RedisStore {
         })
     }
 
+    /// A `rediss://` store whose certificate is signed by the CA in `ca_pem`.
+    pub fn open_tls(url: &str, ca_pem: Vec<u8>, timeout: Duration) -> Result<RedisStore, Error> {
+        let certs = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(ca_pem),
+        };
+        let client = redis::Client::build_with_tls(url, certs)
+            .map_err(|e| Error::Internal(format!("store URL: {e}")))?;
+        let mut store = RedisStore::open(url, timeout)?;
+        store.source = Arc::new(Source::Direct(client));
+        Ok(store)
+    }
+
     /// The current master, found (through Sentinel) and connected lazily.
     async fn master(&self) -> Result<Master, Error> {
         if let Some(m) = self.master.read().await.as_ref() {

@@ -238,3 +238,49 @@ async fn failed_logins_count_across_replicas() -> TestResult {
     assert!(r.headers().contains_key("retry-after"));
     Ok(())
 }
+
+/// `rediss://`: the state store over TLS, trusting a private CA (`store_ca_file`).
+#[tokio::test]
+async fn redis_over_tls() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let key = rcgen::KeyPair::generate()?;
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])?.self_signed(&key)?;
+    let (cert_file, key_file) = (dir.path().join("redis.crt"), dir.path().join("redis.key"));
+    std::fs::write(&cert_file, cert.pem())?;
+    std::fs::write(&key_file, key.serialize_pem())?;
+    let tls_port = crate::support::free_port().to_string();
+    let redis = RedisServer::start_with(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &cert_file.display().to_string(),
+        "--tls-key-file",
+        &key_file.display().to_string(),
+        "--tls-auth-clients",
+        "no",
+    ])
+    .await?;
+    let up = Upstream::start().await?;
+    let opts = Options::new(&up.url)
+        .env(
+            "DASHGATE_STORE_URL",
+            &format!("rediss://127.0.0.1:{tls_port}"),
+        )
+        .env("DASHGATE_STORE_CA_FILE", &cert_file.display().to_string());
+    let gw = Gateway::start_with(opts, &[("alice", &[])]).await?;
+    let jar = gw.login("alice", PASSWORD).await?;
+    let r = client()
+        .get(gw.url("/x"))
+        .header("cookie", jar.without(ACCESS).header())
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200, "refresh through TLS Redis");
+    assert_eq!(
+        client().get(gw.url("/auth/readyz")).send().await?.status(),
+        200
+    );
+    // The plain port has the families: they really went to this Redis.
+    let keys = crate::support::redis::command(redis.port, "DBSIZE");
+    assert!(keys.starts_with(':') && keys.trim() != ":0", "{keys}");
+    Ok(())
+}
