@@ -1,11 +1,25 @@
 //! The command line: users, passwords on stdin only, config validation.
 
-use crate::support::{Gateway, PASSWORD, TestResult, Upstream, output_text as text};
+use crate::support::{
+    Gateway, Options, PASSWORD, PostgresServer, TestResult, Upstream, output_text as text,
+};
 
 #[tokio::test]
 async fn users_lifecycle() -> TestResult {
     let up = Upstream::start().await?;
-    let gw = Gateway::start(&up.url, &[("alice", &["admin", "viewer"])]).await?;
+    users_lifecycle_on(Options::new(&up.url)).await
+}
+
+/// The same CLI test with users, roles and session state in PostgreSQL.
+#[tokio::test]
+async fn users_lifecycle_on_postgres() -> TestResult {
+    let pg = PostgresServer::start().await?;
+    let up = Upstream::start().await?;
+    users_lifecycle_on(Options::new(&up.url).env("DASHGATE_DATABASE_URL", &pg.url())).await
+}
+
+async fn users_lifecycle_on(opts: Options) -> TestResult {
+    let gw = Gateway::start_with(opts, &[("alice", &["admin", "viewer"])]).await?;
     let out = gw.cli(&["users", "list"], None)?;
     assert!(out.status.success());
     assert!(

@@ -8,6 +8,7 @@ mod balance;
 mod cli;
 mod cluster;
 mod csrf;
+mod deploy;
 mod login;
 mod logout;
 mod metrics;

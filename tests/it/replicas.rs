@@ -284,3 +284,101 @@ async fn redis_over_tls() -> TestResult {
     assert!(keys.starts_with(':') && keys.trim() != ":0", "{keys}");
     Ok(())
 }
+
+/// The production shape: three replicas sharing PostgreSQL (users) and Redis (sessions). Log in
+/// through one, use the session through another, log out through the third.
+#[tokio::test]
+async fn three_replicas_on_postgres_and_redis() -> TestResult {
+    let pg = crate::support::PostgresServer::start().await?;
+    let redis = RedisServer::start().await?;
+    let up = Upstream::start().await?;
+    let keys = tempfile::tempdir()?;
+    let opts = || {
+        Options::new(&up.url)
+            .env("DASHGATE_DATABASE_URL", &pg.url())
+            .env("DASHGATE_STORE_URL", &redis.url())
+            .env("DASHGATE_KEYS_DIR", &keys.path().display().to_string())
+    };
+    let r1 = Gateway::start_with(opts(), &[("alice", &[])]).await?;
+    let r2 = Gateway::start_with(opts(), &[]).await?;
+    let r3 = Gateway::start_with(opts(), &[]).await?;
+    let jar = r1.login("alice", PASSWORD).await?;
+    assert_eq!(status(&r2, &jar).await, 200, "used through another replica");
+    assert_eq!(
+        logout(&r3, &jar).await?,
+        200,
+        "logged out through the third"
+    );
+    for r in [&r1, &r2, &r3] {
+        let gone = eventually(Duration::from_secs(2), || async {
+            status(r, &jar).await == 401
+        })
+        .await;
+        assert!(gone, "{} still accepts the session", r.base);
+    }
+    Ok(())
+}
+
+/// Redis is killed and restarted while requests keep coming (a bounded loop): signed-in users
+/// never notice, nothing is answered with a 5xx but the 503s of logins during the outage, and
+/// everything works again afterwards.
+#[tokio::test]
+async fn redis_restart_under_load() -> TestResult {
+    let mut redis = RedisServer::start().await?;
+    let up = Upstream::start().await?;
+    let shared = tempfile::tempdir()?;
+    let gw = Gateway::start_with(replica(&up, shared.path(), &redis), &[("alice", &[])]).await?;
+    let jar = gw.login("alice", PASSWORD).await?;
+    let url = gw.url("/load");
+    let cookie = jar.header();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&done);
+    let load = tokio::spawn(async move {
+        let c = client();
+        let mut statuses = Vec::new();
+        let start = Instant::now();
+        for _ in 0..2000 {
+            if start.elapsed() > Duration::from_secs(20) {
+                break;
+            }
+            match c.get(&url).header("cookie", &cookie).send().await {
+                Ok(r) => statuses.push(r.status().as_u16()),
+                Err(_) => statuses.push(0),
+            }
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        statuses
+    });
+    // Once the load runs: Redis goes away, a login fails closed, Redis comes back.
+    let running = eventually(Duration::from_secs(10), || {
+        let done = std::sync::Arc::clone(&done);
+        async move { done.load(std::sync::atomic::Ordering::SeqCst) >= 20 }
+    })
+    .await;
+    assert!(running);
+    redis.stop();
+    let during = client()
+        .post(gw.url("/auth/login"))
+        .json(&serde_json::json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await?;
+    assert_eq!(during.status(), 503);
+    redis.restart().await?;
+    let statuses = load.await?;
+    assert!(
+        statuses.len() >= 100,
+        "the loop ran ({} requests)",
+        statuses.len()
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "every authenticated request succeeded: {:?}",
+        statuses.iter().filter(|s| **s != 200).collect::<Vec<_>>()
+    );
+    let back = eventually(Duration::from_secs(15), || async {
+        gw.login("alice", PASSWORD).await.is_ok()
+    })
+    .await;
+    assert!(back, "logins work again");
+    Ok(())
+}
