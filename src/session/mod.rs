@@ -127,14 +127,8 @@ impl Gateway {
         if let Some(claims) = self.session_cache.get(&family.id, now) {
             return Ok(Some(claims));
         }
-        let user = match self.directory.user_by_id(family.user_id).await? {
-            Some(u) if !u.disabled => u,
-            _ => {
-                self.store
-                    .revoke_family(family.id.clone(), "user disabled or removed", now)
-                    .await?;
-                return Ok(None);
-            }
+        let Some(user) = self.live_user(&family, now).await? else {
+            return Ok(None);
         };
         let claims = self.claims_for(&user, &family, now)?;
         self.session_cache.put(claims.clone(), now);
@@ -186,14 +180,8 @@ impl Gateway {
                 return Ok(None);
             }
         };
-        let user = match self.directory.user_by_id(family.user_id).await? {
-            Some(u) if !u.disabled => u,
-            _ => {
-                self.store
-                    .revoke_family(family.id.clone(), "user disabled or removed", now)
-                    .await?;
-                return Ok(None);
-            }
+        let Some(user) = self.live_user(&family, now).await? else {
+            return Ok(None);
         };
         let (claims, access_token) = self.issue_access(&user, &family, now)?;
         Ok(Some(Issued {
@@ -202,6 +190,20 @@ impl Gateway {
             refresh_token,
             family,
         }))
+    }
+
+    /// The user a session belongs to, if they still exist and are enabled; otherwise the
+    /// session is revoked on the spot.
+    async fn live_user(&self, family: &Family, now: i64) -> Result<Option<User>, Error> {
+        match self.directory.user_by_id(family.user_id).await? {
+            Some(u) if !u.disabled => Ok(Some(u)),
+            _ => {
+                self.store
+                    .revoke_family(family.id.clone(), "user disabled or removed", now)
+                    .await?;
+                Ok(None)
+            }
+        }
     }
 
     /// Revoke a session everywhere: its refresh family in the store and its access tokens in
