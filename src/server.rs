@@ -360,18 +360,52 @@ async fn key_sync(gw: Arc<Gateway>) {
     }
 }
 
+/// Header carrying the request id.
+const REQUEST_ID: &str = "x-request-id";
+
+/// The request id: a trusted proxy's if it is well-formed, otherwise a new random one.
+fn request_id(headers: &http::HeaderMap, from_proxy: bool) -> String {
+    let given = headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64)
+        .filter(|v| {
+            v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        });
+    match given {
+        Some(id) if from_proxy => id.to_owned(),
+        _ => crate::token::random_id().unwrap_or_else(|_| "-".to_owned()),
+    }
+}
+
 /// One request, start to end. Every error becomes a response here.
-pub async fn handle(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Response {
+pub async fn handle(gw: &Gateway, peer: SocketAddr, mut req: Request<Incoming>) -> Response {
     // From here on `peer` is the client: the socket, or behind a trusted proxy the address it
     // reports.
+    let from_proxy = gw
+        .config
+        .trusted_proxies
+        .iter()
+        .any(|c| c.contains(peer.ip()));
     let client =
         crate::proxy::client_ip::client_ip(peer, req.headers(), &gw.config.trusted_proxies);
     let peer = SocketAddr::new(client, peer.port());
+    // One id per request: in every log line about it (audit events included), in the answer,
+    // and passed to the app. A trusted proxy's id is kept so traces join up.
+    let request_id = request_id(req.headers(), from_proxy);
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        req.headers_mut().insert(REQUEST_ID, v);
+    }
     let html = wants_html(req.headers(), req.uri().path());
-    let mut resp = match route(gw, peer, req).await {
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut resp = match tracing::Instrument::instrument(route(gw, peer, req), span).await {
         Ok(r) => r,
         Err(e) => e.into_response(html),
     };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
     gw.metrics.request(resp.status());
     if gw.tls.is_some()
         && !resp

@@ -99,6 +99,18 @@ async fn metrics_count_and_are_guarded() -> TestResult {
             .iter()
             .any(|e| e["fields"]["event"] == "login" && e["fields"]["result"] == "failure")
     );
+    // Every audit event names its request.
+    let login_events: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["fields"]["event"] == "login")
+        .collect();
+    assert!(!login_events.is_empty());
+    assert!(
+        login_events.iter().all(|e| e["span"]["request_id"]
+            .as_str()
+            .is_some_and(|id| id.len() >= 16)),
+        "{login_events:?}"
+    );
     assert!(!log.contains(PASSWORD) && !log.contains("not the password"));
     Ok(())
 }

@@ -75,13 +75,24 @@ async fn forwards_identity_and_strips_forgeries() -> TestResult {
         ("Forwarded", "for=6.6.6.6"),
         ("X-Real-IP", "6.6.6.6"),
         ("X-Forwarded-Permissions", "all"),
+        ("X-Request-Id", "chosen-by-the-client"),
     ] {
         rb = rb.header(k, v);
     }
     let r = rb.send().await?;
     assert_eq!(r.status(), 200);
+    let request_id = r.headers()["x-request-id"].to_str()?.to_owned();
     let seen: serde_json::Value = r.json().await?;
     let h = &seen["headers"];
+    assert_eq!(
+        h["x-request-id"],
+        serde_json::json!([request_id]),
+        "the app gets the gateway's request id"
+    );
+    assert_ne!(
+        request_id, "chosen-by-the-client",
+        "a client is not a trusted proxy"
+    );
     assert_eq!(seen["method"], "POST");
     assert_eq!(seen["path"], "/api/items");
     assert_eq!(seen["query"], "q=1&r=%2F");

@@ -106,11 +106,16 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() -> TestResult {
         .get(trusting.url("/x"))
         .header("cookie", jar.header())
         .header("x-forwarded-for", "6.6.6.6, 198.51.100.9")
+        .header("x-request-id", "router-trace-1")
         .send()
         .await?
         .json()
         .await?;
     assert_eq!(seen["headers"]["x-forwarded-for"][0], "198.51.100.9");
+    assert_eq!(
+        seen["headers"]["x-request-id"][0], "router-trace-1",
+        "a trusted proxy's request id is kept"
+    );
 
     let opts = Options::new(&up.url).env("DASHGATE_LOGIN_MAX_FAILURES_PER_IP", "3");
     let direct = Gateway::start_with(opts, &[("alice", &[])]).await?;
