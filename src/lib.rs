@@ -1,6 +1,10 @@
 //! dashgate: an authentication and authorization gateway for Plotly Dash apps and other web
 //! dashboards. See `ARCHITECTURE.md` for the design and the external contract.
 
+// The request future (connection → tracing span → routing → proxy) is deeply nested; its
+// layout needs more than the default query depth in a clean build.
+#![recursion_limit = "256"]
+
 pub mod auth;
 pub mod cli;
 pub mod clock;
