@@ -507,35 +507,14 @@ async fn logout_page(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, 
     let now = clock::now();
     let (username, token, set) = match gw.authenticate(req.headers(), now).await? {
         Outcome::Authenticated(s) => {
-            // The form carries the session's CSRF token: the cookie's, or the one just issued.
-            let token = match cookies::get(req.headers(), &gw.cookies.csrf).filter(|t| {
-                csrf::is_valid(
-                    gw.keys.csrf_key(),
-                    t,
-                    csrf::Binding::Session(&s.claims.sid),
-                    now,
-                    None,
-                )
-            }) {
-                Some(t) => t.to_owned(),
-                None => csrf::issue(
-                    gw.keys.csrf_key(),
-                    csrf::Binding::Session(&s.claims.sid),
-                    now,
-                )?,
-            };
-            let mut set = s.set_cookies;
-            set.retain(|c| {
-                !c.as_bytes()
-                    .starts_with(format!("{}=", gw.cookies.csrf).as_bytes())
-            });
-            set.extend(cookies::set_cookie(
-                &gw.cookies,
-                &gw.cookies.csrf,
-                &token,
-                Some(secs(gw.config.session.refresh_idle_ttl)),
-                false,
-            ));
+            // A fresh token of this session for the form: the CSRF check accepts it beside the
+            // session's cookie, which authenticate() has already repaired if it was missing.
+            let token = csrf::issue(
+                gw.keys.csrf_key(),
+                csrf::Binding::Session(&s.claims.sid),
+                now,
+            )?;
+            let set = s.set_cookies;
             (Some(s.claims.sub), Some(token), set)
         }
         Outcome::Anonymous { clear } => (None, None, clear),
