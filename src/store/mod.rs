@@ -50,6 +50,38 @@ pub enum Rotation {
     Invalid,
 }
 
+/// A presented token as the SQL stores find it.
+pub(crate) struct TokenState {
+    pub family: Family,
+    pub idle_expires_at: i64,
+    pub rotated_at: Option<i64>,
+    pub revoked: bool,
+}
+
+/// What to do with a presented refresh token.
+pub(crate) enum Step {
+    Invalid,
+    /// Rotated moments ago by a concurrent request: accept, issue no new refresh token.
+    Grace(Family),
+    /// Rotated before the grace window: a replay; revoke the family.
+    Reuse(Family),
+    /// Current: spend it and issue its successor.
+    Rotate(Family),
+}
+
+/// The rotation rules, in one place for the SQL stores (the Redis script mirrors them in Lua).
+pub(crate) fn rotation_step(t: TokenState, now: i64, policy: RefreshPolicy) -> Step {
+    if t.revoked || t.family.absolute_expires_at <= now {
+        return Step::Invalid;
+    }
+    match t.rotated_at {
+        Some(rotated) if now.saturating_sub(rotated) <= policy.grace => Step::Grace(t.family),
+        Some(_) => Step::Reuse(t.family),
+        None if t.idle_expires_at <= now => Step::Invalid,
+        None => Step::Rotate(t.family),
+    }
+}
+
 /// The state store in use: a real seam with two implementations.
 #[derive(Clone)]
 pub enum Store {

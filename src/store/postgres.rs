@@ -11,7 +11,10 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
-use super::{Family, RefreshPolicy, Revocation, RevocationKind, RevocationSet, Rotation};
+use super::{
+    Family, RefreshPolicy, Revocation, RevocationKind, RevocationSet, Rotation, Step, TokenState,
+    rotation_step,
+};
 use crate::error::Error;
 use crate::token::refresh::{self, RefreshKey};
 
@@ -139,26 +142,27 @@ impl PgStore {
             let family_id: String = row.try_get(0).map_err(unavailable)?;
             let (idle, rotated, user_id, abs, revoked) = (get(1)?, get(2)?, get(3)?, get(4)?, get(5)?);
             let (Some(idle), Some(user_id), Some(abs)) = (idle, user_id, abs) else { return Ok(Rotation::Invalid) };
-            if revoked.is_some() || abs <= now {
-                return Ok(Rotation::Invalid);
-            }
-            let family = Family { id: family_id, user_id, absolute_expires_at: abs };
-            if let Some(rotated) = rotated {
-                if now.saturating_sub(rotated) <= policy.grace {
-                    return Ok(Rotation::Grace { family });
+            let state = TokenState {
+                family: Family { id: family_id, user_id, absolute_expires_at: abs },
+                idle_expires_at: idle,
+                rotated_at: rotated,
+                revoked: revoked.is_some(),
+            };
+            let family = match rotation_step(state, now, policy) {
+                Step::Invalid => return Ok(Rotation::Invalid),
+                Step::Grace(family) => return Ok(Rotation::Grace { family }),
+                Step::Reuse(family) => {
+                    tx.execute(
+                        "UPDATE refresh_families SET revoked_at = $2, revoked_reason = 'refresh token reuse' WHERE id = $1 AND revoked_at IS NULL",
+                        &[&family.id, &now],
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                    tx.commit().await.map_err(unavailable)?;
+                    return Ok(Rotation::Reused { family_id: family.id, user_id });
                 }
-                tx.execute(
-                    "UPDATE refresh_families SET revoked_at = $2, revoked_reason = 'refresh token reuse' WHERE id = $1 AND revoked_at IS NULL",
-                    &[&family.id, &now],
-                )
-                .await
-                .map_err(unavailable)?;
-                tx.commit().await.map_err(unavailable)?;
-                return Ok(Rotation::Reused { family_id: family.id, user_id });
-            }
-            if idle <= now {
-                return Ok(Rotation::Invalid);
-            }
+                Step::Rotate(family) => family,
+            };
             tx.execute("UPDATE refresh_tokens SET rotated_at = $2 WHERE hash = $1", &[&key.hash.as_slice(), &now])
                 .await
                 .map_err(unavailable)?;

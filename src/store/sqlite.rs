@@ -2,7 +2,9 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Family, RefreshPolicy, Revocation, RevocationKind, Rotation};
+use super::{
+    Family, RefreshPolicy, Revocation, RevocationKind, Rotation, Step, TokenState, rotation_step,
+};
 use crate::db::Db;
 use crate::error::Error;
 use crate::token::refresh::{self, RefreshKey};
@@ -93,21 +95,22 @@ impl SqliteStore {
                 let Some((family_id, idle_expires_at, rotated_at, user_id, absolute_expires_at, revoked_at)) = row else {
                     return Ok(Rotation::Invalid);
                 };
-                if revoked_at.is_some() || absolute_expires_at <= now {
-                    return Ok(Rotation::Invalid);
-                }
-                let family = Family { id: family_id, user_id, absolute_expires_at };
-                if let Some(rotated) = rotated_at {
-                    if now.saturating_sub(rotated) <= policy.grace {
-                        return Ok(Rotation::Grace { family });
+                let state = TokenState {
+                    family: Family { id: family_id, user_id, absolute_expires_at },
+                    idle_expires_at,
+                    rotated_at,
+                    revoked: revoked_at.is_some(),
+                };
+                let family = match rotation_step(state, now, policy) {
+                    Step::Invalid => return Ok(Rotation::Invalid),
+                    Step::Grace(family) => return Ok(Rotation::Grace { family }),
+                    Step::Reuse(family) => {
+                        revoke_family_tx(&tx, &family.id, "refresh token reuse", now)?;
+                        tx.commit()?;
+                        return Ok(Rotation::Reused { family_id: family.id, user_id });
                     }
-                    revoke_family_tx(&tx, &family.id, "refresh token reuse", now)?;
-                    tx.commit()?;
-                    return Ok(Rotation::Reused { family_id: family.id, user_id });
-                }
-                if idle_expires_at <= now {
-                    return Ok(Rotation::Invalid);
-                }
+                    Step::Rotate(family) => family,
+                };
                 tx.execute(
                     "UPDATE refresh_tokens SET rotated_at = ?2 WHERE hash = ?1 AND rotated_at IS NULL",
                     params![hash.as_slice(), now],
