@@ -3,7 +3,10 @@
 //! Only same-origin relative paths are followed: one leading `/` not followed by `/` or `\`,
 //! no scheme, no userinfo, no control characters or whitespace, no backslashes and no dot
 //! segments, checked on the raw value and on every percent-decoded form of it (browsers and
-//! servers decode at different layers). Anything else goes to `/`.
+//! servers decode at different layers). The raw value must be ASCII (a `Location` header
+//! carries no other bytes safely; real paths arrive percent-encoded), and no decoded form may
+//! hold a non-ASCII character other than a letter or digit: lookalike slashes such as U+2215 or
+//! U+FF0F, invisible format characters and exotic spaces are refused. Anything else goes to `/`.
 
 use percent_encoding::percent_decode_str;
 
@@ -28,7 +31,7 @@ fn targets_auth(next: &str, prefix: &str) -> bool {
 }
 
 fn is_safe(next: &str) -> bool {
-    if next.is_empty() || next.len() > MAX_NEXT_LEN {
+    if next.is_empty() || next.len() > MAX_NEXT_LEN || !next.is_ascii() {
         return false;
     }
     let mut current = next.to_owned();
@@ -67,9 +70,9 @@ fn shape_ok(s: &str) -> bool {
     if bytes.first() != Some(&b'/') || matches!(bytes.get(1), Some(b'/' | b'\\')) {
         return false;
     }
-    if s.chars()
-        .any(|c| c.is_control() || c.is_whitespace() || c == '\\' || c == '\u{feff}')
-    {
+    if s.chars().any(|c| {
+        c.is_control() || c.is_whitespace() || c == '\\' || (!c.is_ascii() && !c.is_alphanumeric())
+    }) {
         return false;
     }
     let path = s.split(['?', '#']).next().unwrap_or(s);
@@ -131,6 +134,11 @@ mod tests {
             "/auth/login",
             "/AUTH/logout?x",
             "/%2e%2e//evil.com",
+            "/\u{2215}evil.com",
+            "/%E2%88%95evil.com",
+            "/%EF%BC%8F%EF%BC%8Fevil.com",
+            "/%E2%80%8B/evil.com",
+            "/caf\u{e9}",
         ] {
             assert_eq!(safe_next(Some(bad), "/auth"), "/", "{bad:?}");
         }

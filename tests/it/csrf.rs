@@ -22,67 +22,14 @@ async fn post(
     Ok(rb.send().await?.status().as_u16())
 }
 
+/// What must pass: Dash's own request shape, same-origin metadata, a matching Origin, GET
+/// without a token. (What must not pass is in `attacks::csrf`.)
 #[tokio::test]
-async fn unsafe_methods_need_the_token() -> TestResult {
+async fn dash_request_shape_is_accepted() -> TestResult {
     let up = Upstream::start().await?;
-    let gw = Gateway::start(&up.url, &[("alice", &[]), ("bob", &[])]).await?;
+    let gw = Gateway::start(&up.url, &[("alice", &[])]).await?;
     let alice = gw.login("alice", PASSWORD).await?;
-    let bob = gw.login("bob", PASSWORD).await?;
     let token = alice.csrf();
-    let hits = up.hits();
-    // Refused: missing, mismatched, another session's, cross-site, foreign origin, injected.
-    assert_eq!(post(&gw, &alice, None, &[]).await?, 403, "missing header");
-    assert_eq!(
-        post(&gw, &alice.without(CSRF), Some(&token), &[]).await?,
-        403,
-        "missing cookie"
-    );
-    assert_eq!(
-        post(&gw, &alice, Some("1.abc.def"), &[]).await?,
-        403,
-        "mismatched"
-    );
-    assert_eq!(
-        post(&gw, &alice.with(CSRF, &bob.csrf()), Some(&bob.csrf()), &[]).await?,
-        403,
-        "another session's token"
-    );
-    assert_eq!(
-        post(
-            &gw,
-            &alice,
-            Some(&token),
-            &[("sec-fetch-site", "cross-site")]
-        )
-        .await?,
-        403,
-        "cross-site"
-    );
-    assert_eq!(
-        post(
-            &gw,
-            &alice,
-            Some(&token),
-            &[("origin", "https://evil.example")]
-        )
-        .await?,
-        403,
-        "foreign origin"
-    );
-    assert_eq!(
-        post(&gw, &alice.with(CSRF, "injected"), Some("injected"), &[]).await?,
-        403,
-        "unsigned cookie"
-    );
-    for m in ["PUT", "PATCH", "DELETE"] {
-        let r = client()
-            .request(m.parse()?, gw.url("/api/x"))
-            .header("cookie", alice.header())
-            .send()
-            .await?;
-        assert_eq!(r.status(), 403, "{m}");
-    }
-    assert_eq!(up.hits(), hits, "the app saw none of them");
     // Accepted: Dash's own request shape, same-origin metadata, matching Origin.
     assert_eq!(post(&gw, &alice, Some(&token), &[]).await?, 200);
     assert_eq!(

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod attacks;
 mod bad_input;
 mod balance;
 mod cli;

@@ -1,51 +1,10 @@
 //! Tokens, JWKS, silent refresh, rotation, reuse detection, userinfo.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
+use crate::support::jws::{kid, sign_with_gateway_key};
 use crate::support::{
-    ACCESS, CSRF, Gateway, Jar, Options, PASSWORD, REFRESH, TestResult, Upstream, client,
+    ACCESS, CSRF, Gateway, Jar, Options, PASSWORD, REFRESH, TestResult, Upstream, client, jws_part,
     verify_with_jwks,
 };
-
-fn decode(part: &str) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
-    Ok(serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part)?)?)
-}
-
-/// Sign arbitrary claims with the gateway's own key (read from its key directory), to make
-/// tokens that are genuine but expired, not yet valid, and so on.
-pub fn sign_with_gateway_key(
-    gw: &Gateway,
-    header: &serde_json::Value,
-    claims: &serde_json::Value,
-) -> Result<String, Box<dyn std::error::Error>> {
-    let keys = gw.dir.path().join("keys");
-    let file = std::fs::read_dir(&keys)?
-        .filter_map(Result::ok)
-        .find(|e| e.file_name().to_string_lossy().starts_with("signing-"))
-        .ok_or("no key file")?;
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file.path())?)?;
-    let seed: [u8; 32] = URL_SAFE_NO_PAD
-        .decode(v["seed"].as_str().ok_or("seed")?)?
-        .as_slice()
-        .try_into()?;
-    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
-    let sig = ed25519_dalek::Signer::sign(&key, input.as_bytes());
-    Ok(format!(
-        "{input}.{}",
-        URL_SAFE_NO_PAD.encode(sig.to_bytes())
-    ))
-}
-
-pub fn kid(gw_token: &str) -> Result<String, Box<dyn std::error::Error>> {
-    let h = decode(gw_token.split('.').next().ok_or("token")?)?;
-    Ok(h["kid"].as_str().ok_or("kid")?.to_owned())
-}
 
 async fn get(gw: &Gateway, path: &str, jar: &Jar) -> Result<reqwest::Response, reqwest::Error> {
     client()
@@ -138,7 +97,7 @@ async fn silent_refresh_on_missing_or_expired_access() -> TestResult {
     assert_eq!(seen["headers"]["x-forwarded-user"][0], "alice");
 
     // Expired (genuinely signed) access cookie: same.
-    let claims = decode(
+    let claims = jws_part(
         jar.get(ACCESS)
             .ok_or("access")?
             .split('.')

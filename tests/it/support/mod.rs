@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod jws;
 pub mod postgres;
 pub mod redis;
 pub mod upstream;
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub use jws::{jws_part, verify_with_jwks};
 pub use postgres::PostgresServer;
 pub use redis::{RedisServer, SentinelServer};
 pub use upstream::Upstream;
@@ -503,47 +505,4 @@ pub fn output_text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-/// Decode a base64url JSON part of a compact JWS.
-pub fn jws_part(part: &str) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
-    use base64::Engine;
-    Ok(serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part)?,
-    )?)
-}
-
-/// Verify a compact JWS with the gateway's published JWKS, as an app would; returns the JWK
-/// used, the header and the claims.
-pub async fn verify_with_jwks(
-    gw: &Gateway,
-    token: &str,
-) -> Result<(serde_json::Value, serde_json::Value, serde_json::Value), Box<dyn std::error::Error>> {
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let parts: Vec<&str> = token.split('.').collect();
-    let [h, c, s] = parts.as_slice() else {
-        return Err("not a compact JWS".into());
-    };
-    let header = jws_part(h)?;
-    let claims = jws_part(c)?;
-    let jwks: serde_json::Value = client()
-        .get(gw.url("/auth/jwks.json"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let key = jwks["keys"]
-        .as_array()
-        .and_then(|k| k.iter().find(|k| k["kid"] == header["kid"]))
-        .ok_or("kid not in JWKS")?
-        .clone();
-    let x: [u8; 32] = URL_SAFE_NO_PAD
-        .decode(key["x"].as_str().ok_or("x")?)?
-        .as_slice()
-        .try_into()?;
-    let sig = ed25519_dalek::Signature::from_slice(&URL_SAFE_NO_PAD.decode(s)?)?;
-    ed25519_dalek::VerifyingKey::from_bytes(&x)?
-        .verify_strict(format!("{h}.{c}").as_bytes(), &sig)?;
-    Ok((key, header, claims))
 }
