@@ -109,6 +109,11 @@ fn push_path(v: Option<&Value>, out: &mut Vec<String>) -> Result<(), DashError> 
     match v {
         // Before the location is known Dash renders the root page.
         None | Some(Value::Null) => out.push("/".to_owned()),
+        // A browser's `location.pathname` never holds a raw `?` or `#`; a crafted one could
+        // hide the real path from the policy behind them.
+        Some(Value::String(s)) if s.contains(['?', '#']) => {
+            return Err(DashError("pathname must not hold a query or fragment"));
+        }
         Some(Value::String(s)) => out.push(s.clone()),
         Some(_) => return Err(DashError("pathname must be a string")),
     }

@@ -113,6 +113,9 @@ impl Proxy {
         }
         let (mut parts, body) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
+        // Our answer speaks our HTTP version, not the upstream's (RFC 9110 6.2): an HTTP/1.0
+        // upstream must not make the client's connection an HTTP/1.0 one.
+        parts.version = http::Version::HTTP_11;
         Ok(Response::from_parts(
             parts,
             body.map_err(BoxError::from).boxed_unsync(),

@@ -506,3 +506,61 @@ pub fn output_text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// What came back on a raw connection.
+pub struct RawAnswer {
+    pub bytes: Vec<u8>,
+    /// Did the server close the connection (rather than leave it open until our deadline)?
+    pub closed: bool,
+}
+
+impl RawAnswer {
+    /// Status codes of every HTTP/1.1 response in the stream (pipelined answers included).
+    pub fn statuses(&self) -> Vec<u16> {
+        let text = String::from_utf8_lossy(&self.bytes);
+        text.match_indices("HTTP/1.1 ")
+            .filter_map(|(i, m)| text.get(i + m.len()..i + m.len() + 3))
+            .filter_map(|c| c.parse().ok())
+            .collect()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+}
+
+/// Send raw bytes to a loopback port and read until the peer closes (or 10 s pass): for
+/// requests no HTTP client library would send. Async, so that an upstream running on the
+/// test's own runtime can answer meanwhile.
+pub async fn raw_exchange(port: u16, request: &[u8]) -> std::io::Result<RawAnswer> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    // A server may answer and close before reading everything: that is not a failure here.
+    let _ = s.write_all(request).await;
+    let mut bytes = Vec::new();
+    let closed = matches!(
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut bytes)).await,
+        Ok(Ok(_)) | Ok(Err(_))
+    );
+    Ok(RawAnswer { bytes, closed })
+}
+
+/// GET `path` written byte for byte (no client-side normalisation of the path, header names
+/// in the case given), with the jar's cookies and these extra header lines.
+pub async fn raw_get(
+    gw: &Gateway,
+    path: &str,
+    jar: &Jar,
+    lines: &[String],
+) -> Result<RawAnswer, Box<dyn std::error::Error>> {
+    let mut raw = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n", gw.port);
+    if !jar.0.is_empty() {
+        raw.push_str(&format!("Cookie: {}\r\n", jar.header()));
+    }
+    for l in lines {
+        raw.push_str(l);
+        raw.push_str("\r\n");
+    }
+    raw.push_str("Accept: text/html\r\nConnection: close\r\n\r\n");
+    Ok(raw_exchange(gw.port, raw.as_bytes()).await?)
+}

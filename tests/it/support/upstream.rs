@@ -18,6 +18,8 @@ use tokio::net::TcpListener;
 #[derive(Default)]
 pub struct State {
     pub hits: AtomicUsize,
+    /// `METHOD path` of every request, in arrival order.
+    pub seen: std::sync::Mutex<Vec<String>>,
     pub connections: AtomicUsize,
     /// `/stream` sends its first chunk, then waits for this before sending the rest.
     pub release: tokio::sync::Notify,
@@ -62,6 +64,9 @@ impl Upstream {
                             .is_some_and(|v| v == "dashgate-health-check");
                         if !probe {
                             st.hits.fetch_add(1, Ordering::SeqCst);
+                            if let Ok(mut seen) = st.seen.lock() {
+                                seen.push(format!("{} {}", req.method(), req.uri().path()));
+                            }
                         }
                         answer(Arc::clone(&st), req)
                     });
@@ -87,6 +92,15 @@ impl Upstream {
 
     pub fn hits(&self) -> usize {
         self.state.hits.load(Ordering::SeqCst)
+    }
+
+    /// `METHOD path` of every request the upstream has received.
+    pub fn seen(&self) -> Vec<String> {
+        self.state
+            .seen
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
     }
 
     pub fn connections(&self) -> usize {
