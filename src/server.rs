@@ -398,7 +398,8 @@ pub async fn handle(gw: &Gateway, peer: SocketAddr, mut req: Request<Incoming>) 
         req.headers_mut().insert(REQUEST_ID, v);
     }
     let html = wants_html(req.headers(), req.uri().path());
-    let span = tracing::info_span!("request", request_id = %request_id);
+    // Every log line about this request, audit events included, carries its id and client.
+    let span = tracing::info_span!("request", request_id = %request_id, ip = %client);
     let mut resp = match tracing::Instrument::instrument(route(gw, peer, req), span).await {
         Ok(r) => r,
         Err(e) => e.into_response(html),

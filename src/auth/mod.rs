@@ -303,7 +303,11 @@ async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result
             gw.store
                 .record_failure(attempt_keys, now_ms, limits.window.max(limits.lockout))
                 .await?;
-            tracing::info!(event = "login", result = "failure", reason, user = canonical.as_deref().unwrap_or("-"), ip = %peer.ip());
+            let user = canonical.as_deref().unwrap_or("-");
+            tracing::info!(event = "login", result = "failure", reason, user, ip = %peer.ip());
+            for (scope, seconds) in throttle::locks_started(&limits, &counts) {
+                tracing::warn!(event = "lockout", scope, user, ip = %peer.ip(), seconds);
+            }
             return match &login.form {
                 Some(form) => {
                     let next = redirect::safe_next(form.next.as_deref(), prefix);

@@ -68,6 +68,22 @@ pub fn wait(l: &LoginLimits, counts: &[(i64, i64)], now_ms: i64) -> i64 {
     0
 }
 
+/// The locks that the failure just recorded starts, from the counters read before it (as for
+/// [`wait`]): `(scope, seconds)` for the address and for the username-and-address pair.
+pub fn locks_started(l: &LoginLimits, before: &[(i64, i64)]) -> Vec<(&'static str, i64)> {
+    let [(ip_n, _), _, (pair_n, _)] = before else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if ip_n.saturating_add(1) == l.max_failures_per_ip {
+        out.push(("address", l.window));
+    }
+    if pair_n.saturating_add(1) == l.lockout_after {
+        out.push(("user_and_address", l.lockout));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +126,21 @@ mod tests {
             60,
             "a username is only ever delayed, capped"
         );
+    }
+
+    #[test]
+    fn lock_start_is_reported_once() {
+        let fresh = [(0, 0), (0, 0), (0, 0)];
+        assert!(locks_started(&L, &fresh).is_empty());
+        let pair = [(5, 0), (9, 0), (L.lockout_after - 1, 0)];
+        assert_eq!(
+            locks_started(&L, &pair),
+            vec![("user_and_address", L.lockout)]
+        );
+        let locked = [(5, 0), (9, 0), (L.lockout_after, 0)];
+        assert!(locks_started(&L, &locked).is_empty(), "already locked");
+        let ip = [(L.max_failures_per_ip - 1, 0), (0, 0), (0, 0)];
+        assert_eq!(locks_started(&L, &ip), vec![("address", L.window)]);
     }
 
     #[test]

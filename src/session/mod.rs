@@ -171,7 +171,11 @@ impl Gateway {
             }
             Rotation::Reused { family_id, user_id } => {
                 self.metrics.refresh("reused");
-                tracing::warn!(event = "refresh_reuse", sid = %family_id, user_id, "refresh token reused: session revoked");
+                let user = match self.directory.user_by_id(user_id).await {
+                    Ok(Some(u)) => u.username,
+                    _ => format!("#{user_id}"),
+                };
+                tracing::warn!(event = "refresh_reuse", user = %user, sid = %family_id, "refresh token reused: session revoked");
                 self.revoke_session(&family_id, now).await?;
                 return Ok(None);
             }

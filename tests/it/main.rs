@@ -4,6 +4,7 @@
 mod support;
 
 mod attacks;
+mod audit;
 mod bad_input;
 mod balance;
 mod cli;

@@ -7,5 +7,5 @@ mod headers;
 mod jwt;
 mod paths;
 mod redirects;
-// mod sessions;
+mod sessions;
 mod smuggling;
