@@ -127,6 +127,10 @@ impl Error {
         *resp.status_mut() = status;
         resp.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
         if matches!(self, Error::PayloadTooLarge | Error::RequestTimeout) {
             // The body was not read to its end: the connection cannot carry another request.
             resp.headers_mut()

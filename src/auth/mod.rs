@@ -24,8 +24,28 @@ use crate::session::{Outcome, Via, cookies, csrf, secs};
 /// Largest body the auth endpoints read (a login form is a few hundred bytes).
 const MAX_AUTH_BODY: usize = 16 * 1024;
 
-/// Dispatch a request whose path starts with the auth prefix; `sub` is the rest of the path.
+/// Answer a request whose path starts with the auth prefix; `sub` is the rest of the path.
+/// Every answer is `nosniff` and, unless it is one of the public, user-independent resources
+/// that set their own caching (JWKS, stylesheet), `no-store`. (Errors get the same headers in
+/// [`Error::into_response`].)
 pub async fn handle(
+    gw: &Gateway,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    sub: &str,
+) -> Result<Response, Error> {
+    let mut r = dispatch(gw, peer, req, sub).await?;
+    let h = r.headers_mut();
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(r)
+}
+
+async fn dispatch(
     gw: &Gateway,
     peer: SocketAddr,
     req: Request<Incoming>,
@@ -73,10 +93,6 @@ pub async fn handle(
             r.headers_mut().insert(
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("public, max-age=3600"),
-            );
-            r.headers_mut().insert(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
             );
             Ok(r)
         }

@@ -19,13 +19,22 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-/// Header names (normalised: lower case, `_` as `-`) that only the gateway may set.
+/// Header names (normalised: lower case, `_` as `-`) that only the gateway may set, or that no
+/// client may send past it: frameworks that route by a rewritten URL (`X-Original-URL`) or
+/// take the method from a header (`X-HTTP-Method-Override`) would otherwise judge a request
+/// the gateway judged as something else (a GET that needs no CSRF token acting as a DELETE).
 const RESERVED_EXACT: &[&str] = &[
     "plotly-user-data",
     "forwarded",
     "x-real-ip",
     "x-remote-user",
     "remote-user",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 ];
 const RESERVED_PREFIXES: &[&str] = &["x-forwarded-", "x-dashgate-", "x-auth-request-"];
 
@@ -138,6 +147,8 @@ mod tests {
             "forwarded",
             "X-Forwarded-Uri",
             "x-real-ip",
+            "X-Original-URL",
+            "x_http_method_override",
         ] {
             assert!(is_reserved(n), "{n}");
         }

@@ -30,6 +30,10 @@ const IDENTITY: &[&str] = &[
     "X-Forwarded-Proto",
     "X-Real-IP",
     "Forwarded",
+    "X-Original-URL",
+    "X-Rewrite-URL",
+    "X-HTTP-Method-Override",
+    "X-Method-Override",
 ];
 
 const MARK: &str = "SPOOFED";
@@ -209,6 +213,140 @@ async fn host_header_does_not_steer_redirects() -> TestResult {
             !page.contains("evil.example"),
             "{name} reached the login page"
         );
+    }
+    Ok(())
+}
+
+/// Every answer under `/auth` is `nosniff` and `no-store` (but the public keys and the
+/// stylesheet, which are the same for everyone and meant to be cached); every page the gateway
+/// renders is framed by no one, leaks no referrer and runs no script.
+#[tokio::test]
+async fn gateway_answers_carry_security_headers() -> TestResult {
+    let (_up, gw, jar) = target().await?;
+    let c = client();
+    let (access, refresh) = gw.token_login("alice", PASSWORD).await?;
+    let mut answers = Vec::new();
+    for path in [
+        "/auth/login",
+        "/auth/login?next=/x",
+        "/auth/logout",
+        "/auth/userinfo",
+        "/auth/jwks.json",
+        "/auth/healthz",
+        "/auth/readyz",
+        "/auth/metrics",
+        "/auth/assets/dashgate.css",
+        "/auth/nope",
+    ] {
+        let r = c
+            .get(gw.url(path))
+            .header("cookie", jar.header())
+            .send()
+            .await?;
+        answers.push((format!("GET {path}"), r));
+    }
+    let r = c
+        .post(gw.url("/auth/login"))
+        .json(&serde_json::json!({"username": "alice", "password": "wrong password!"}))
+        .send()
+        .await?;
+    answers.push(("POST /auth/login (bad)".to_owned(), r));
+    let r = c
+        .post(gw.url("/auth/refresh"))
+        .json(&serde_json::json!({"refresh_token": refresh}))
+        .send()
+        .await?;
+    answers.push(("POST /auth/refresh".to_owned(), r));
+    let r = c
+        .get(gw.url("/auth/userinfo"))
+        .bearer_auth(&access)
+        .send()
+        .await?;
+    answers.push(("GET /auth/userinfo (bearer)".to_owned(), r));
+    let (status, _) = gw.try_login("alice", "wrong password!", "/").await?;
+    assert_eq!(status, 401);
+    for (what, r) in &answers {
+        let h = r.headers();
+        let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if what.contains("jwks.json") || what.contains(".css") {
+            assert!(
+                get("cache-control").starts_with("public, max-age="),
+                "{what}"
+            );
+        } else {
+            assert_eq!(get("cache-control"), "no-store", "{what}");
+        }
+        assert_eq!(get("x-content-type-options"), "nosniff", "{what}");
+        if get("content-type").starts_with("text/html") {
+            let csp = get("content-security-policy");
+            assert!(csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
+            assert!(csp.contains("default-src 'none'"), "{what}: {csp}");
+            assert!(
+                !csp.contains("script-src"),
+                "{what}: scripts allowed: {csp}"
+            );
+            assert_eq!(get("referrer-policy"), "no-referrer", "{what}");
+            assert_eq!(get("x-frame-options"), "DENY", "{what}");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn health_check_user_agent_gets_no_pass() -> TestResult {
+    // oauth2-proxy GHSA-5hvv-m4w4-gf6v: a probe's User-Agent skipped authentication.
+    let (up, gw, _) = target().await?;
+    for ua in [
+        "kube-probe/1.30",
+        "dashgate-health-check",
+        "GoogleHC/1.0",
+        "ELB-HealthChecker/2.0",
+    ] {
+        let r = client()
+            .get(gw.url("/dashboard"))
+            .header("user-agent", ua)
+            .header("accept", "application/json")
+            .send()
+            .await?;
+        assert_eq!(r.status(), 401, "{ua}");
+    }
+    assert!(up.seen().is_empty(), "{:?}", up.seen());
+    Ok(())
+}
+
+#[tokio::test]
+async fn rewrite_headers_do_not_change_the_path_judged() -> TestResult {
+    // oauth2-proxy GHSA-7x63-xv5r-3p2x and the X-Original-URL class: the rule is chosen by the
+    // request line, and the app never receives a header naming another path or method.
+    let (up, gw, jar) = target().await?;
+    for (name, value) in [
+        ("X-Forwarded-Uri", "/public/x"),
+        ("X-Original-URL", "/public/x"),
+        ("X-Rewrite-URL", "/public/x"),
+    ] {
+        let r = raw_get(
+            &gw,
+            "/dashboard",
+            &Jar::default(),
+            &[format!("{name}: {value}")],
+        )
+        .await?;
+        assert_eq!(r.statuses(), vec![302], "{name}: {}", r.text());
+    }
+    assert!(up.seen().is_empty(), "{:?}", up.seen());
+    let lines = vec![
+        format!("X-HTTP-Method-Override: DELETE"),
+        format!("X-Method-Override: DELETE"),
+        format!("X-Original-URL: /admin"),
+    ];
+    let seen = seen(&raw_get(&gw, "/x", &jar, &lines).await?)?;
+    let headers = seen["headers"].as_object().ok_or("headers")?;
+    for name in [
+        "x-http-method-override",
+        "x-method-override",
+        "x-original-url",
+    ] {
+        assert!(!headers.contains_key(name), "{name} reached the app");
     }
     Ok(())
 }

@@ -279,3 +279,27 @@ async fn pages_absolute_urls_and_queries() -> TestResult {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn http_query_and_fragment_do_not_choose_the_rule() -> TestResult {
+    // oauth2-proxy GHSA-pxq7-h93f-9jrg / GHSA-7rh7-c77v-6434: a public-looking query or
+    // fragment must not make a protected path public.
+    let site = Site::new().await?;
+    let anon = Jar::default();
+    for path in [
+        "/admin?/assets/x",
+        "/admin?x=/assets/",
+        "/admin/users?.css",
+        "/admin#/assets/x",
+    ] {
+        let hits = site.up.hits();
+        let r = raw_get(&site.gw, path, &anon, &[]).await?;
+        let s = r.statuses();
+        assert!(s == vec![302] || s == vec![400], "anonymous {path}: {s:?}");
+        let r = raw_get(&site.gw, path, &site.viewer, &[]).await?;
+        let s = r.statuses();
+        assert!(s == vec![403] || s == vec![400], "viewer {path}: {s:?}");
+        assert_eq!(site.up.hits(), hits, "{path} reached the app");
+    }
+    Ok(())
+}

@@ -289,3 +289,21 @@ async fn logout_replay() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn userinfo_never_shows_tokens() -> TestResult {
+    // Pomerium CVE-2024-39315: a user-info page that echoed tokens let any XSS steal them.
+    let up = Upstream::start().await?;
+    let gw = Gateway::start(&up.url, &[("alice", &[])]).await?;
+    let jar = gw.login("alice", PASSWORD).await?;
+    let r = get(&gw, "/auth/userinfo", &jar).await?;
+    assert_eq!(r.status(), 200);
+    let body = r.text().await?;
+    assert!(body.contains("alice"), "{body}");
+    for (name, value) in &jar.0 {
+        let secret = value.rsplit('.').next().unwrap_or(value);
+        assert!(!body.contains(secret), "userinfo shows the {name} cookie");
+    }
+    assert!(!body.contains("dgr_"), "{body}");
+    Ok(())
+}
