@@ -11,7 +11,7 @@ use crate::clock;
 use crate::config::{Config, LogFormat, Sources};
 use crate::directory::{Directory, canonical_name, password};
 use crate::error::Error;
-use crate::store::{Revocation, RevocationKind, Store};
+use crate::store::{RevocationKind, Store};
 use crate::token::KeySet;
 
 /// Longest thing read from stdin as a password (the policy limit applies after).
@@ -347,27 +347,13 @@ async fn end_sessions(
     reason: &'static str,
 ) -> Result<usize, CliError> {
     let now = clock::now();
-    let expires_at = now + USER_REVOCATION_SECS;
-    let families = store.revoke_user(user_id, reason, now).await?;
-    for sid in &families {
-        store
-            .add_revocation(Revocation {
-                kind: RevocationKind::Session,
-                value: sid.clone(),
-                created_at: now,
-                expires_at,
-            })
-            .await?;
-    }
-    store
-        .add_revocation(Revocation {
-            kind: RevocationKind::User,
-            value: username.to_owned(),
-            created_at: now - 1,
-            expires_at,
-        })
+    let made = store
+        .end_user_sessions(user_id, username, reason, now, now + USER_REVOCATION_SECS)
         .await?;
-    Ok(families.len())
+    Ok(made
+        .iter()
+        .filter(|r| r.kind == RevocationKind::Session)
+        .count())
 }
 
 async fn users(config: &Config, cmd: &UsersCommand) -> Result<(), CliError> {

@@ -57,6 +57,8 @@ async fn dispatch(
         ("/login", Method::POST) => login(gw, peer, req).await,
         ("/logout", Method::GET | Method::HEAD) => logout_page(gw, &req).await,
         ("/logout", Method::POST) => logout(gw, peer, req).await,
+        ("/password", Method::GET | Method::HEAD) => password_page(gw, &req).await,
+        ("/password", Method::POST) => change_password(gw, peer, req).await,
         ("/metrics", Method::GET) => metrics(gw, &req).await,
         ("/refresh", Method::POST) => refresh(gw, req).await,
         ("/userinfo", Method::GET | Method::HEAD) => userinfo(gw, &req).await,
@@ -99,6 +101,7 @@ async fn dispatch(
         (
             "/login"
             | "/logout"
+            | "/password"
             | "/refresh"
             | "/userinfo"
             | "/jwks.json"
@@ -639,4 +642,232 @@ async fn logout(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Resul
     );
     add_cookies(&mut r, gw.clear_cookies());
     Ok(r)
+}
+
+/// The change-password form, for a signed-in browser session.
+async fn password_page(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, Error> {
+    let now = clock::now();
+    let prefix = &gw.config.auth_prefix;
+    let session = match gw.authenticate(req.headers(), now).await? {
+        Outcome::Authenticated(s) => s,
+        Outcome::Anonymous { clear } => {
+            let mut r = redirect(StatusCode::SEE_OTHER, &format!("{prefix}/login"));
+            add_cookies(&mut r, clear);
+            return Ok(r);
+        }
+    };
+    let notice = query_param(req, "changed")
+        .and_then(|n| n.parse().ok())
+        .map(|sessions_ended| pages::Notice::Changed { sessions_ended });
+    password_form(gw, &session, notice, StatusCode::OK, now)
+}
+
+fn password_form(
+    gw: &Gateway,
+    session: &crate::session::Session,
+    notice: Option<pages::Notice<'_>>,
+    status: StatusCode,
+    now: i64,
+) -> Result<Response, Error> {
+    let token = csrf::issue(
+        gw.keys.csrf_key(),
+        csrf::Binding::Session(&session.claims.sid),
+        now,
+    )?;
+    let page = pages::password_page(&gw.config.auth_prefix, &token, &session.claims.sub, notice);
+    let mut r = html(status, page);
+    add_cookies(&mut r, session.set_cookies.iter().cloned());
+    Ok(r)
+}
+
+#[derive(Deserialize)]
+struct PasswordJson {
+    current_password: Zeroizing<String>,
+    new_password: Zeroizing<String>,
+}
+
+/// What a password change carried, whichever encoding it used.
+struct PasswordChange {
+    current: Zeroizing<String>,
+    new: Zeroizing<String>,
+    /// Form only: the repeated new password and the CSRF token.
+    confirm: Option<Zeroizing<String>>,
+    csrf_token: Option<String>,
+    form: bool,
+}
+
+fn parse_password_change(ct: Option<&str>, body: &Bytes) -> Result<PasswordChange, Error> {
+    match ct {
+        Some("application/x-www-form-urlencoded") => {
+            let mut fields: [Option<String>; 4] = Default::default();
+            for (k, v) in form_urlencoded::parse(body) {
+                let i = match k.as_ref() {
+                    "current_password" => 0,
+                    "new_password" => 1,
+                    "new_password_confirm" => 2,
+                    "csrf_token" => 3,
+                    _ => continue,
+                };
+                if fields[i].is_some() {
+                    return Err(Error::BadRequest("duplicate form field"));
+                }
+                fields[i] = Some(v.into_owned());
+            }
+            let [current, new, confirm, csrf_token] = fields;
+            Ok(PasswordChange {
+                current: Zeroizing::new(current.unwrap_or_default()),
+                new: Zeroizing::new(new.unwrap_or_default()),
+                confirm: Some(Zeroizing::new(confirm.unwrap_or_default())),
+                csrf_token,
+                form: true,
+            })
+        }
+        Some("application/json") => {
+            let j: PasswordJson = serde_json::from_slice(body).map_err(|_| {
+                Error::BadRequest("expected JSON {\"current_password\", \"new_password\"}")
+            })?;
+            Ok(PasswordChange {
+                current: j.current_password,
+                new: j.new_password,
+                confirm: None,
+                csrf_token: None,
+                form: false,
+            })
+        }
+        _ => Err(Error::UnsupportedMediaType),
+    }
+}
+
+/// Change one's own password: re-authenticate with the current one (regulated like a login),
+/// set the new one, end every session of the user, and start a new one for this client.
+async fn change_password(
+    gw: &Gateway,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response, Error> {
+    let now = clock::now();
+    let headers = req.headers().clone();
+    let body = read_body(
+        req.into_body(),
+        MAX_AUTH_BODY,
+        gw.config.limits.body_read_timeout,
+    )
+    .await?;
+    let session = match gw.authenticate(&headers, now).await? {
+        Outcome::Authenticated(s) => s,
+        Outcome::Anonymous { .. } => return Err(Error::Unauthenticated),
+    };
+    let change = parse_password_change(content_type(&headers).as_deref(), &body)?;
+    if session.via == Via::Cookie {
+        csrf::check_origin(&headers)?;
+        let submitted = change.csrf_token.clone().or_else(|| {
+            headers
+                .get(csrf::HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        });
+        csrf::check(
+            gw.keys.csrf_key(),
+            cookies::get(&headers, &gw.cookies.csrf),
+            submitted.as_deref(),
+            csrf::Binding::Session(&session.claims.sid),
+            now,
+            None,
+        )?;
+    }
+    // A refusal: the form again with the message, or a JSON error.
+    let refuse = |status: StatusCode, message: &str, err: Error| {
+        if change.form {
+            password_form(
+                gw,
+                &session,
+                Some(pages::Notice::Error(message)),
+                status,
+                now,
+            )
+        } else {
+            Err(err)
+        }
+    };
+    if let Some(confirm) = &change.confirm {
+        if confirm.as_str() != change.new.as_str() {
+            let msg = "The new passwords do not match.";
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                msg,
+                Error::BadRequest("passwords differ"),
+            );
+        }
+    }
+    if let Err(e) = crate::directory::password::check_policy(&change.new) {
+        let msg = e.to_string();
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            &msg,
+            Error::BadRequest("password policy"),
+        );
+    }
+    let user = session.claims.sub.clone();
+    let limits = gw.config.login;
+    let attempt_keys = throttle::keys(peer.ip(), &user);
+    let counts = gw.store.attempts(attempt_keys.clone(), now).await?;
+    let wait = throttle::wait(&limits, &counts, clock::now_ms());
+    if wait > 0 {
+        tracing::warn!(event = "password_change", result = "throttled", user = %user, retry_after = wait);
+        let msg = format!("Too many attempts. Try again in {wait} seconds.");
+        let mut r = refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            &msg,
+            Error::TooManyRequests(wait),
+        )?;
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Ok(r);
+    }
+    let creds = gw.directory.credentials(user.clone()).await?;
+    let (stored, account) = match creds {
+        Some(c) => (Some(c.password_hash), Some(c.user)),
+        None => (None, None),
+    };
+    let verified = gw.hasher.verify(change.current.clone(), stored).await?;
+    let account = match account {
+        Some(a) if verified && !a.disabled => a,
+        _ => {
+            gw.store
+                .record_failure(
+                    attempt_keys,
+                    clock::now_ms(),
+                    limits.window.max(limits.lockout),
+                )
+                .await?;
+            tracing::info!(event = "password_change", result = "failure", user = %user);
+            for (scope, seconds) in throttle::locks_started(&limits, &counts) {
+                tracing::warn!(event = "lockout", scope, user = %user, seconds);
+            }
+            let msg = "The current password is not right.";
+            return refuse(StatusCode::UNAUTHORIZED, msg, Error::BadCredentials);
+        }
+    };
+    gw.store
+        .reset_attempts(throttle::keys_to_reset(peer.ip(), &user))
+        .await?;
+    let hash = gw.hasher.hash(change.new).await?;
+    gw.directory.set_password(user.clone(), hash).await?;
+    let ended = gw
+        .end_user_sessions(&account, "password changed", now)
+        .await?;
+    let issued = gw.start_session(&account, now).await?;
+    tracing::info!(event = "password_change", result = "success", user = %user, sid = %issued.family.id, sessions_ended = ended);
+    if change.form {
+        let prefix = &gw.config.auth_prefix;
+        let mut r = redirect(
+            StatusCode::SEE_OTHER,
+            &format!("{prefix}/password?changed={}", ended.saturating_sub(1)),
+        );
+        add_cookies(&mut r, gw.session_cookies(&issued, now, true)?);
+        Ok(r)
+    } else {
+        Ok(token_response(gw, &issued, now))
+    }
 }

@@ -118,11 +118,65 @@ pub fn logout_page(prefix: &str, csrf_token: Option<&str>, username: Option<&str
 <input type="hidden" name="csrf_token" value="{csrf}">
 <button id="confirm-logout" type="submit">Sign out</button>
 </form>
-<p class="secondary"><a href="/">Back to the app</a></p>"#,
+<p class="secondary"><a href="/">Back to the app</a>{password}</p>"#,
+        password = if username.is_some() {
+            format!(
+                r#" · <a href="{}/password">Change password</a>"#,
+                escape(prefix)
+            )
+        } else {
+            String::new()
+        },
         prefix = escape(prefix),
         csrf = escape(csrf_token.unwrap_or("")),
     );
     layout("Sign out", prefix, &body)
+}
+
+/// What the password page says above its form.
+pub enum Notice<'a> {
+    Error(&'a str),
+    Changed { sessions_ended: usize },
+}
+
+/// Change one's own password: the current one, the new one twice. Changing it signs out every
+/// other session.
+pub fn password_page(
+    prefix: &str,
+    csrf_token: &str,
+    username: &str,
+    notice: Option<Notice<'_>>,
+) -> String {
+    let notice = match notice {
+        None => String::new(),
+        Some(Notice::Error(e)) => {
+            format!(r#"<p class="error" role="alert">{}</p>"#, escape(e))
+        }
+        Some(Notice::Changed { sessions_ended }) => format!(
+            r#"<p class="notice" role="status" id="password-changed">Your password was changed. Other sessions signed out: {sessions_ended}.</p>"#
+        ),
+    };
+    let body = format!(
+        r#"<h1>Change password</h1>
+<p class="lead">Signed in as <strong>{username}</strong>. Changing your password signs you out everywhere else.</p>
+{notice}
+<form method="post" action="{prefix}/password" autocomplete="off">
+<input type="hidden" name="csrf_token" value="{csrf}">
+<input type="text" name="username" value="{username}" autocomplete="username" hidden>
+<label for="current_password">Current password</label>
+<input id="current_password" name="current_password" type="password" autocomplete="current-password" required>
+<label for="new_password">New password</label>
+<input id="new_password" name="new_password" type="password" autocomplete="new-password" minlength="8" required>
+<label for="new_password_confirm">New password, again</label>
+<input id="new_password_confirm" name="new_password_confirm" type="password" autocomplete="new-password" minlength="8" required>
+<button id="change-password" type="submit">Change password</button>
+</form>
+<p class="secondary"><a href="/">Back to the app</a></p>"#,
+        prefix = escape(prefix),
+        csrf = escape(csrf_token),
+        username = escape(username),
+    );
+    layout("Change password", prefix, &body)
 }
 
 /// A generic error page for navigations (403, 502, …).

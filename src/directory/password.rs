@@ -98,6 +98,18 @@ impl Hasher {
         })
     }
 
+    /// Hash a new password (on the same bounded pool as verification).
+    pub async fn hash(&self, password: Zeroizing<String>) -> Result<String, Error> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Error::Internal("hasher closed".to_owned()))?;
+        tokio::task::spawn_blocking(move || hash_blocking(&password))
+            .await
+            .map_err(|e| Error::Internal(format!("hash task: {e}")))?
+    }
+
     /// Verify `password` against `stored`, or against the dummy hash when there is no user,
     /// so both paths take the same time. Returns false for the dummy path.
     pub async fn verify(

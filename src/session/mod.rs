@@ -228,6 +228,36 @@ impl Gateway {
         self.store.add_revocation(r).await
     }
 
+    /// End every session of a user at once, in the store and in this replica's revocation set
+    /// (other replicas learn it from the store). Returns how many sessions ended.
+    pub async fn end_user_sessions(
+        &self,
+        user: &User,
+        reason: &'static str,
+        now: i64,
+    ) -> Result<usize, Error> {
+        let made = self
+            .store
+            .end_user_sessions(
+                user.id,
+                &user.username,
+                reason,
+                now,
+                self.revocation_horizon(now),
+            )
+            .await?;
+        let mut ended = 0;
+        for r in made {
+            if r.kind == RevocationKind::Session {
+                self.session_cache.forget(&r.value);
+                self.metrics.revocation();
+                ended += 1;
+            }
+            self.revocations.insert(r);
+        }
+        Ok(ended)
+    }
+
     /// Blocklist one access token by `jti` until it expires.
     pub async fn revoke_token(&self, claims: &AccessClaims, now: i64) -> Result<(), Error> {
         let r = Revocation {

@@ -210,6 +210,39 @@ impl Store {
         }
     }
 
+    /// End every session of a user: revoke their refresh families, and revoke their access
+    /// tokens with one revocation per session plus a user-wide one (tokens issued before this
+    /// second) for any family created meanwhile. Returns the revocations made.
+    pub async fn end_user_sessions(
+        &self,
+        user_id: i64,
+        username: &str,
+        reason: &'static str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Vec<Revocation>, Error> {
+        let families = self.revoke_user(user_id, reason, now).await?;
+        let mut made: Vec<Revocation> = families
+            .into_iter()
+            .map(|sid| Revocation {
+                kind: RevocationKind::Session,
+                value: sid,
+                created_at: now,
+                expires_at,
+            })
+            .collect();
+        made.push(Revocation {
+            kind: RevocationKind::User,
+            value: username.to_owned(),
+            created_at: now - 1,
+            expires_at,
+        });
+        for r in &made {
+            self.add_revocation(r.clone()).await?;
+        }
+        Ok(made)
+    }
+
     /// Persist (and, with Redis, publish) a revocation.
     pub async fn add_revocation(&self, r: Revocation) -> Result<(), Error> {
         match self {

@@ -15,6 +15,7 @@ mod login;
 mod logout;
 mod metrics;
 mod modes;
+mod password;
 mod policy;
 mod postgres;
 mod proxy;

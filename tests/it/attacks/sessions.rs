@@ -90,7 +90,7 @@ async fn disabled_user() -> TestResult {
 }
 
 #[tokio::test]
-async fn password_change_ends_other_sessions() -> TestResult {
+async fn admin_password_reset_ends_every_session() -> TestResult {
     let up = Upstream::start().await?;
     let gw = Gateway::start(&up.url, &[("alice", &[])]).await?;
     let c = client();
