@@ -554,6 +554,32 @@ async fn logout_page(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, 
     Ok(r)
 }
 
+/// CSRF for a cookie session's form or XHR to an auth endpoint: Fetch Metadata / Origin, then
+/// the session's signed token from the form field or, failing that, the `X-CSRFToken` header.
+fn check_session_csrf(
+    gw: &Gateway,
+    headers: &http::HeaderMap,
+    form_token: Option<String>,
+    sid: &str,
+    now: i64,
+) -> Result<(), Error> {
+    csrf::check_origin(headers)?;
+    let submitted = form_token.or_else(|| {
+        headers
+            .get(csrf::HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    csrf::check(
+        gw.keys.csrf_key(),
+        cookies::get(headers, &gw.cookies.csrf),
+        submitted.as_deref(),
+        csrf::Binding::Session(sid),
+        now,
+        None,
+    )
+}
+
 async fn logout(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result<Response, Error> {
     let now = clock::now();
     let wants_json = content_type(req.headers()).as_deref() == Some("application/json")
@@ -594,7 +620,6 @@ async fn logout(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Resul
     };
 
     if let (Some(sid), Via::Cookie) = (&sid, via) {
-        csrf::check_origin(&headers)?;
         let form_token = (ct.as_deref() == Some("application/x-www-form-urlencoded"))
             .then(|| {
                 form_urlencoded::parse(&body)
@@ -602,20 +627,7 @@ async fn logout(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Resul
                     .map(|(_, v)| v.into_owned())
             })
             .flatten();
-        let submitted = form_token.or_else(|| {
-            headers
-                .get(csrf::HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        });
-        csrf::check(
-            gw.keys.csrf_key(),
-            cookies::get(&headers, &gw.cookies.csrf),
-            submitted.as_deref(),
-            csrf::Binding::Session(sid),
-            now,
-            None,
-        )?;
+        check_session_csrf(gw, &headers, form_token, sid, now)?;
     }
     if let Some(sid) = &sid {
         gw.revoke_session(sid, now).await?;
@@ -759,21 +771,8 @@ async fn change_password(
     };
     let change = parse_password_change(content_type(&headers).as_deref(), &body)?;
     if session.via == Via::Cookie {
-        csrf::check_origin(&headers)?;
-        let submitted = change.csrf_token.clone().or_else(|| {
-            headers
-                .get(csrf::HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        });
-        csrf::check(
-            gw.keys.csrf_key(),
-            cookies::get(&headers, &gw.cookies.csrf),
-            submitted.as_deref(),
-            csrf::Binding::Session(&session.claims.sid),
-            now,
-            None,
-        )?;
+        let form_token = change.csrf_token.clone();
+        check_session_csrf(gw, &headers, form_token, &session.claims.sid, now)?;
     }
     // A refusal: the form again with the message, or a JSON error.
     let refuse = |status: StatusCode, message: &str, err: Error| {

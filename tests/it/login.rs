@@ -259,10 +259,7 @@ async fn login_form_needs_its_csrf_token() -> TestResult {
     let up = Upstream::start().await?;
     let gw = Gateway::start(&up.url, &[("alice", &[])]).await?;
     let c = client();
-    let page = c.get(gw.url("/auth/login")).send().await?;
-    let mut jar = Jar::default();
-    jar.update(page.headers());
-    let token = hidden_field(&page.text().await?, "csrf_token").ok_or("token")?;
+    let (jar, token) = gw.login_form(&Jar::default()).await?;
     let post = |cookie: String, fields: Vec<(&'static str, String)>, site: Option<&'static str>| {
         let mut rb = c
             .post(gw.url("/auth/login"))

@@ -6,15 +6,6 @@ use crate::support::{
     verify_with_jwks,
 };
 
-async fn get(gw: &Gateway, path: &str, jar: &Jar) -> Result<reqwest::Response, reqwest::Error> {
-    client()
-        .get(gw.url(path))
-        .header("cookie", jar.header())
-        .header("accept", "application/json")
-        .send()
-        .await
-}
-
 #[tokio::test]
 async fn access_token_claims_and_jwks() -> TestResult {
     let up = Upstream::start().await?;
@@ -47,12 +38,12 @@ async fn access_token_claims_and_jwks() -> TestResult {
     assert!(key.get("d").is_none(), "no private part");
 
     // userinfo
-    let info: serde_json::Value = get(&gw, "/auth/userinfo", &jar).await?.json().await?;
+    let info: serde_json::Value = gw.xhr("/auth/userinfo", &jar).await?.json().await?;
     assert_eq!(info["sub"], "alice");
     assert_eq!(info["roles"], serde_json::json!(["admin", "viewer"]));
     assert!(info["permissions"].is_array() && info["exp"].is_i64());
     assert_eq!(
-        get(&gw, "/auth/userinfo", &Jar::default()).await?.status(),
+        gw.xhr("/auth/userinfo", &Jar::default()).await?.status(),
         401
     );
     Ok(())
@@ -66,7 +57,7 @@ async fn keys_persist_across_restarts() -> TestResult {
     let before = kid(jar.get(ACCESS).ok_or("access")?)?;
     gw.restart(Some(&up.url)).await?;
     assert_eq!(
-        get(&gw, "/x", &jar).await?.status(),
+        gw.xhr("/x", &jar).await?.status(),
         200,
         "session survives a restart"
     );
@@ -82,7 +73,7 @@ async fn silent_refresh_on_missing_or_expired_access() -> TestResult {
     let jar = gw.login("alice", PASSWORD).await?;
 
     // Missing access cookie, valid refresh cookie: forwarded as alice, new cookies set.
-    let r = get(&gw, "/_dash-layout", &jar.without(ACCESS)).await?;
+    let r = gw.xhr("/_dash-layout", &jar.without(ACCESS)).await?;
     assert_eq!(r.status(), 200);
     let mut next = jar.without(ACCESS);
     next.update(r.headers());
@@ -112,11 +103,11 @@ async fn silent_refresh_on_missing_or_expired_access() -> TestResult {
     let expired_token = sign_with_gateway_key(&gw, &header, &expired)?;
     let stale = next.with(ACCESS, &expired_token);
     assert_eq!(
-        get(&gw, "/x", &stale.without(REFRESH)).await?.status(),
+        gw.xhr("/x", &stale.without(REFRESH)).await?.status(),
         401,
         "expired alone is refused"
     );
-    let r = get(&gw, "/x", &stale).await?;
+    let r = gw.xhr("/x", &stale).await?;
     assert_eq!(r.status(), 200);
     assert!(
         r.headers()
@@ -168,9 +159,7 @@ async fn concurrent_refreshes_keep_the_user_signed_in() -> TestResult {
         "exactly one request rotated; the others used the grace window"
     );
     assert_eq!(
-        get(&gw, "/after", &final_jar.without(ACCESS))
-            .await?
-            .status(),
+        gw.xhr("/after", &final_jar.without(ACCESS)).await?.status(),
         200,
         "the session lives on"
     );
@@ -197,7 +186,7 @@ async fn refresh_endpoint_and_token_kinds_do_not_mix() -> TestResult {
         401
     );
     let jar = Jar::default().with(ACCESS, &refresh);
-    assert_eq!(get(&gw, "/x", &jar).await?.status(), 401);
+    assert_eq!(gw.xhr("/x", &jar).await?.status(), 401);
     let r = c
         .post(gw.url("/auth/refresh"))
         .json(&serde_json::json!({"refresh_token": access}))
@@ -205,7 +194,7 @@ async fn refresh_endpoint_and_token_kinds_do_not_mix() -> TestResult {
         .await?;
     assert_eq!(r.status(), 401);
     let jar = Jar::default().with(REFRESH, &access);
-    assert_eq!(get(&gw, "/x", &jar).await?.status(), 401);
+    assert_eq!(gw.xhr("/x", &jar).await?.status(), 401);
     // JSON refresh rotates.
     let r = c
         .post(gw.url("/auth/refresh"))
@@ -265,7 +254,7 @@ async fn key_rotation_reaches_a_running_gateway() -> TestResult {
         "new logins are signed with the new key after the activation delay"
     );
     assert_eq!(
-        get(&gw, "/x", &old).await?.status(),
+        gw.xhr("/x", &old).await?.status(),
         200,
         "tokens signed with the old key still verify"
     );

@@ -69,9 +69,7 @@ fn alternating(name: &str) -> String {
 /// What the app saw, from the echo upstream's report in the answer.
 fn seen(answer: &RawAnswer) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     assert_eq!(answer.statuses(), vec![200], "{}", answer.text());
-    let body = answer.text();
-    let json = body.split("\r\n\r\n").nth(1).ok_or("no body")?;
-    Ok(serde_json::from_str(json)?)
+    answer.json()
 }
 
 /// None of the spoofed values arrived, and the gateway's own identity did.

@@ -94,8 +94,7 @@ impl Site {
             assert_eq!(self.up.hits(), hits, "viewer {path} reached the app");
             let r = raw_get(&self.gw, path, &self.admin, &[]).await?;
             assert_eq!(r.statuses(), vec![200], "admin {path}: {}", r.text());
-            let seen: serde_json::Value =
-                serde_json::from_str(r.text().split("\r\n\r\n").nth(1).ok_or("body")?)?;
+            let seen = r.json()?;
             let forwarded = seen["path"]
                 .as_str()
                 .unwrap_or_default()
@@ -200,8 +199,7 @@ async fn http_double_encoding_and_bad_utf8() -> TestResult {
         let r = raw_get(&site.gw, path, &site.viewer, &[]).await?;
         let status = r.statuses();
         if status == vec![200] {
-            let seen: serde_json::Value =
-                serde_json::from_str(r.text().split("\r\n\r\n").nth(1).ok_or("body")?)?;
+            let seen = r.json()?;
             let forwarded = seen["path"]
                 .as_str()
                 .unwrap_or_default()

@@ -107,10 +107,7 @@ async fn lands_home(payloads: &[&str]) -> TestResult {
     let up = Upstream::start().await?;
     let gw = Gateway::start(&up.url, &[("alice", &[])]).await?;
     let c = client();
-    let page = c.get(gw.url("/auth/login")).send().await?;
-    let mut jar = Jar::default();
-    jar.update(page.headers());
-    let token = hidden_field(&page.text().await?, "csrf_token").ok_or("token")?;
+    let (jar, token) = gw.login_form(&Jar::default()).await?;
     for next in payloads.iter().chain([LOCAL].iter()) {
         let r = c
             .post(gw.url("/auth/login"))

@@ -4,18 +4,9 @@
 //! session planted before login is never the one the user gets.
 
 use crate::support::{
-    ACCESS, CSRF, Gateway, Jar, Options, PASSWORD, TestResult, Upstream, client, eventually,
+    ACCESS, CSRF, Gateway, Options, PASSWORD, TestResult, Upstream, client, eventually,
     hidden_field,
 };
-
-async fn get(gw: &Gateway, path: &str, jar: &Jar) -> Result<reqwest::Response, reqwest::Error> {
-    client()
-        .get(gw.url(path))
-        .header("cookie", jar.header())
-        .header("accept", "application/json")
-        .send()
-        .await
-}
 
 #[tokio::test]
 async fn refresh_reuse_revokes_the_family() -> TestResult {
@@ -23,31 +14,28 @@ async fn refresh_reuse_revokes_the_family() -> TestResult {
     let opts = Options::new(&up.url).env("DASHGATE_SESSION_REFRESH_GRACE", "0s");
     let gw = Gateway::start_with(opts, &[("alice", &[])]).await?;
     let old = gw.login("alice", PASSWORD).await?;
-    let r = get(&gw, "/x", &old.without(ACCESS)).await?;
+    let r = gw.xhr("/x", &old.without(ACCESS)).await?;
     let mut current = old.without(ACCESS);
     current.update(r.headers());
-    assert_eq!(get(&gw, "/x", &current).await?.status(), 200);
+    assert_eq!(gw.xhr("/x", &current).await?.status(), 200);
     // Grace is 0 s: wait (polling) until the rotation is more than a second old, then replay.
     let replayed = eventually(std::time::Duration::from_secs(5), || {
         let jar = old.without(ACCESS);
         let gw = &gw;
         async move {
-            let r = get(gw, "/x", &jar).await;
+            let r = gw.xhr("/x", &jar).await;
             r.is_ok_and(|r| r.status() == 401)
         }
     })
     .await;
     assert!(replayed, "replaying a rotated refresh token is refused");
     // The whole family is dead: the current refresh token and the current access token.
-    assert_eq!(
-        get(&gw, "/x", &current.without(ACCESS)).await?.status(),
-        401
-    );
-    assert_eq!(get(&gw, "/x", &current).await?.status(), 401);
+    assert_eq!(gw.xhr("/x", &current.without(ACCESS)).await?.status(), 401);
+    assert_eq!(gw.xhr("/x", &current).await?.status(), 401);
     assert!(gw.log().contains("refresh_reuse"));
     // A fresh login works.
     assert_eq!(
-        get(&gw, "/x", &gw.login("alice", PASSWORD).await?)
+        gw.xhr("/x", &gw.login("alice", PASSWORD).await?)
             .await?
             .status(),
         200
@@ -138,14 +126,7 @@ async fn session_fixation_pre_login_cookies_stop_working() -> TestResult {
     let gw = Gateway::start(&up.url, &[("alice", &[])]).await?;
     let before = gw.login("alice", PASSWORD).await?;
     let c = client();
-    let page = c
-        .get(gw.url("/auth/login"))
-        .header("cookie", before.header())
-        .send()
-        .await?;
-    let mut jar = before.clone();
-    jar.update(page.headers());
-    let token = hidden_field(&page.text().await?, "csrf_token").ok_or("token")?;
+    let (mut jar, token) = gw.login_form(&before).await?;
     let r = c
         .post(gw.url("/auth/login"))
         .header("cookie", jar.header())
@@ -252,7 +233,7 @@ async fn logout_replay() -> TestResult {
         ("access cookie", jar.without(crate::support::REFRESH)),
         ("refresh cookie", jar.without(ACCESS)),
     ] {
-        assert_eq!(get(&gw, "/x", &j).await?.status(), 401, "{what}");
+        assert_eq!(gw.xhr("/x", &j).await?.status(), 401, "{what}");
     }
     assert_eq!(
         c.get(gw.url("/x"))
@@ -296,7 +277,7 @@ async fn userinfo_never_shows_tokens() -> TestResult {
     let up = Upstream::start().await?;
     let gw = Gateway::start(&up.url, &[("alice", &[])]).await?;
     let jar = gw.login("alice", PASSWORD).await?;
-    let r = get(&gw, "/auth/userinfo", &jar).await?;
+    let r = gw.xhr("/auth/userinfo", &jar).await?;
     assert_eq!(r.status(), 200);
     let body = r.text().await?;
     assert!(body.contains("alice"), "{body}");

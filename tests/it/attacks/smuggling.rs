@@ -99,8 +99,7 @@ async fn content_length_with_transfer_encoding() -> TestResult {
         let answer = not_smuggled(&up, &gw, &raw).await?;
         assert_eq!(answer.statuses(), vec![200], "{}", answer.text());
         assert_eq!(up.seen(), vec!["POST /public/form".to_owned()]);
-        let seen: serde_json::Value =
-            serde_json::from_str(answer.text().split("\r\n\r\n").nth(1).ok_or("no body")?)?;
+        let seen = answer.json()?;
         let headers = &seen["headers"];
         assert!(
             headers.get("content-length").is_none() || headers.get("transfer-encoding").is_none(),

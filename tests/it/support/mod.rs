@@ -347,6 +347,32 @@ impl Gateway {
             .status())
     }
 
+    /// GET `path` with these cookies as an XHR would (`Accept: application/json`).
+    pub async fn xhr(&self, path: &str, jar: &Jar) -> Result<reqwest::Response, reqwest::Error> {
+        self.client()
+            .get(self.url(path))
+            .header("cookie", jar.header())
+            .header("accept", "application/json")
+            .send()
+            .await
+    }
+
+    /// Open the login page with these cookies, as a browser would: the cookies afterwards and
+    /// the form's CSRF token.
+    pub async fn login_form(&self, jar: &Jar) -> Result<(Jar, String), Box<dyn std::error::Error>> {
+        let page = self
+            .client()
+            .get(self.url("/auth/login"))
+            .header("cookie", jar.header())
+            .send()
+            .await?;
+        let mut jar = jar.clone();
+        jar.update(page.headers());
+        let token =
+            hidden_field(&page.text().await?, "csrf_token").ok_or("no csrf_token in login page")?;
+        Ok((jar, token))
+    }
+
     /// Log in through the HTML form, like a browser, and return the session's cookies.
     pub async fn login(
         &self,
@@ -368,11 +394,7 @@ impl Gateway {
         next: &str,
     ) -> Result<(u16, Jar), Box<dyn std::error::Error>> {
         let c = self.client();
-        let mut jar = Jar::default();
-        let page = c.get(self.url("/auth/login")).send().await?;
-        jar.update(page.headers());
-        let html = page.text().await?;
-        let token = hidden_field(&html, "csrf_token").ok_or("no csrf_token in login page")?;
+        let (mut jar, token) = self.login_form(&Jar::default()).await?;
         let resp = c
             .post(self.url("/auth/login"))
             .header("cookie", jar.header())
@@ -515,6 +537,13 @@ pub struct RawAnswer {
 }
 
 impl RawAnswer {
+    /// The JSON body of a single answer (the echo upstream's report).
+    pub fn json(&self) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+        let text = self.text();
+        let body = text.split("\r\n\r\n").nth(1).ok_or("no body")?;
+        Ok(serde_json::from_str(body)?)
+    }
+
     /// Status codes of every HTTP/1.1 response in the stream (pipelined answers included).
     pub fn statuses(&self) -> Vec<u16> {
         let text = String::from_utf8_lossy(&self.bytes);
