@@ -57,6 +57,8 @@ pub struct Gateway {
     pub assertions: AssertionCache,
     /// Server-mode session claims (`session.mode = "server"`).
     pub session_cache: crate::session::SessionCache,
+    /// Access tokens already verified (signature and claims), so a repeat skips Ed25519.
+    pub verified: crate::token::verified::VerifiedTokens,
     pub metrics: crate::metrics::Metrics,
     /// Bearer token that may read `/auth/metrics`, from `metrics.token_file`.
     pub metrics_token: Option<zeroize::Zeroizing<String>>,
@@ -118,6 +120,7 @@ impl Gateway {
             policy,
             assertions: AssertionCache::default(),
             session_cache: crate::session::SessionCache::default(),
+            verified: crate::token::verified::VerifiedTokens::default(),
             metrics: crate::metrics::Metrics::default(),
             metrics_token,
             tls,

@@ -74,14 +74,16 @@ impl Gateway {
 
     /// Verify an access token: signature, claims, and the revocation set.
     pub fn verify_access(&self, token: &str, now: i64) -> Option<AccessClaims> {
-        let claims = jwt::verify_access(token, &self.keys.current(), &self.expect(now))
+        let claims = self
+            .verified
+            .verify(token, &self.keys.current(), &self.expect(now))
             .map_err(|e| tracing::debug!(reason = %e, "access token rejected"))
             .ok()?;
         if self.revocations.is_revoked(&claims) {
             tracing::debug!(sid = %claims.sid, "access token revoked");
             return None;
         }
-        Some(claims)
+        Some((*claims).clone())
     }
 
     /// Sign an access token for `user` in session `family`.

@@ -43,8 +43,28 @@ pub struct Revocation {
     pub expires_at: i64,
 }
 
-/// Value: (created_at, expires_at).
-type Entries = HashMap<(RevocationKind, String), (i64, i64)>;
+/// One map per kind, value → (created_at, expires_at), so a lookup borrows the token's own
+/// strings instead of building a key.
+#[derive(Default)]
+struct Entries {
+    sessions: HashMap<String, (i64, i64)>,
+    tokens: HashMap<String, (i64, i64)>,
+    users: HashMap<String, (i64, i64)>,
+}
+
+impl Entries {
+    fn of(&mut self, kind: RevocationKind) -> &mut HashMap<String, (i64, i64)> {
+        match kind {
+            RevocationKind::Session => &mut self.sessions,
+            RevocationKind::Token => &mut self.tokens,
+            RevocationKind::User => &mut self.users,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.sessions.len() + self.tokens.len() + self.users.len()
+    }
+}
 
 #[derive(Default)]
 pub struct RevocationSet {
@@ -57,7 +77,8 @@ impl RevocationSet {
             return;
         };
         let slot = map
-            .entry((r.kind, r.value))
+            .of(r.kind)
+            .entry(r.value)
             .or_insert((r.created_at, r.expires_at));
         slot.0 = slot.0.max(r.created_at);
         slot.1 = slot.1.max(r.expires_at);
@@ -68,22 +89,24 @@ impl RevocationSet {
         let Ok(map) = self.entries.read() else {
             return true;
         };
-        if map.is_empty() {
-            return false;
-        }
-        let hit = |kind, value: &str| map.get(&(kind, value.to_owned()));
-        if hit(RevocationKind::Session, &claims.sid).is_some()
-            || hit(RevocationKind::Token, &claims.jti).is_some()
-        {
-            return true;
-        }
-        hit(RevocationKind::User, &claims.sub).is_some_and(|(created, _)| claims.iat <= *created)
+        map.sessions.contains_key(&claims.sid)
+            || map.tokens.contains_key(&claims.jti)
+            || map
+                .users
+                .get(&claims.sub)
+                .is_some_and(|(created, _)| claims.iat <= *created)
     }
 
     /// Drop entries whose tokens can no longer be valid.
     pub fn purge(&self, now: i64) {
         if let Ok(mut map) = self.entries.write() {
-            map.retain(|_, (_, expires)| *expires > now);
+            for kind in [
+                RevocationKind::Session,
+                RevocationKind::Token,
+                RevocationKind::User,
+            ] {
+                map.of(kind).retain(|_, (_, expires)| *expires > now);
+            }
         }
     }
 

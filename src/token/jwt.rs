@@ -166,6 +166,13 @@ pub fn verify_access(
     if claims.sub.is_empty() || claims.sid.is_empty() || claims.jti.is_empty() {
         return Err(TokenError::BadClaims);
     }
+    check_times(&claims, expect)?;
+    Ok(claims)
+}
+
+/// The time-dependent part of verification: `exp`, `nbf` and `iat` against now, with leeway.
+/// Done again on every use of a cached verification.
+pub fn check_times(claims: &AccessClaims, expect: &Expect<'_>) -> Result<(), TokenError> {
     if claims.exp <= expect.now.saturating_sub(expect.leeway) {
         return Err(TokenError::Expired);
     }
@@ -174,7 +181,7 @@ pub fn verify_access(
     {
         return Err(TokenError::NotYetValid);
     }
-    Ok(claims)
+    Ok(())
 }
 
 #[cfg(test)]

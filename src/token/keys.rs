@@ -56,6 +56,9 @@ impl Default for KeyTiming {
 
 /// Signing and verification keys plus the CSRF key.
 pub struct KeySet {
+    /// Distinct for every key set built in this process: caches of verified tokens are valid
+    /// only for the key set that verified them.
+    generation: u64,
     active_kid: String,
     active: SigningKey,
     verifying: HashMap<String, VerifyingKey>,
@@ -143,7 +146,9 @@ impl KeySet {
             }
         }
         let active = newest.ok_or_else(|| Error::Internal("no signing key".to_owned()))?;
+        static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(KeySet {
+            generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             active_kid,
             active,
             verifying,
@@ -156,6 +161,11 @@ impl KeySet {
     pub fn rotate(dir: &Path) -> Result<String, Error> {
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
         Ok(write_new_signing_key(dir)?.kid)
+    }
+
+    /// Which key set this is (see the field).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn active(&self) -> (&str, &SigningKey) {

@@ -5,6 +5,7 @@ pub mod assertion;
 pub mod jwt;
 pub mod keys;
 pub mod refresh;
+pub mod verified;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
