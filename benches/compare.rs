@@ -962,7 +962,6 @@ fn main() -> Res<()> {
             .collect::<String>()
     );
     let mut md = String::new();
-    md.push_str("# dashgate benchmarks\n\n");
     md.push_str(&format!(
         "Measured {} on {machine}, with `{command}` (wrk: {} threads, {} connections, {} s after a 2 s warm-up, loopback). Whole run: {:.0} s.\n\n",
         today(),
@@ -990,10 +989,26 @@ fn main() -> Res<()> {
     let out = std::env::var("BENCH_OUT")
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-latest.md"));
-    std::fs::write(&out, &md)?;
+    let existing = std::fs::read_to_string(&out).unwrap_or_default();
+    std::fs::write(&out, splice(&existing, &md))?;
     println!("{md}");
     eprintln!("written to {}", out.display());
     Ok(())
+}
+
+const BEGIN: &str = "<!-- results: written by benches/compare.rs -->";
+const END: &str = "<!-- end of results -->";
+
+/// Put the results between the markers of an existing report, keeping what is written around
+/// them; a report without markers is replaced.
+fn splice(existing: &str, results: &str) -> String {
+    let block = format!("{BEGIN}\n{}\n{END}", results.trim_end());
+    match (existing.find(BEGIN), existing.find(END)) {
+        (Some(b), Some(e)) if b < e => {
+            format!("{}{block}{}", &existing[..b], &existing[e + END.len()..])
+        }
+        _ => format!("{block}\n"),
+    }
 }
 
 fn machine() -> String {

@@ -573,7 +573,10 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
             "must not be longer than session.refresh_absolute_ttl".to_owned(),
         ));
     }
-    let default_hashers = std::thread::available_parallelism().map_or(2, |n| n.get() as u64);
+    // Half the cores at most hash passwords, so a login storm leaves the other half to the
+    // proxied traffic.
+    let default_hashers =
+        (std::thread::available_parallelism().map_or(2, |n| n.get() as u64) / 2).max(1);
     let limits = Limits {
         max_header_bytes: to_usize(v.int("limits.max_header_bytes", 16 * 1024)?),
         max_body_bytes: v.int("limits.max_body_bytes", 32 * 1024 * 1024)?,
