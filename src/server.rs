@@ -559,7 +559,7 @@ async fn pass(
             gw.check_csrf(req.headers(), s, now)?;
         }
     }
-    let who = session.as_ref().map(|s| &s.claims as &dyn Subject);
+    let who = session.as_ref().map(|s| &*s.claims as &dyn Subject);
     let user = session.as_ref().map(|s| s.claims.sub.clone());
     enforce(
         &method,

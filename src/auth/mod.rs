@@ -538,7 +538,7 @@ async fn logout_page(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, 
                 now,
             )?;
             let set = s.set_cookies;
-            (Some(s.claims.sub), Some(token), set)
+            (Some(s.claims.sub.clone()), Some(token), set)
         }
         Outcome::Anonymous { clear } => (None, None, clear),
     };

@@ -6,6 +6,8 @@
 pub mod cookies;
 pub mod csrf;
 
+use std::sync::Arc;
+
 use http::{HeaderMap, HeaderValue, header};
 
 use crate::config::SessionMode;
@@ -27,7 +29,8 @@ pub enum Via {
 /// An authenticated request.
 #[derive(Debug)]
 pub struct Session {
-    pub claims: AccessClaims,
+    /// Shared with the cache of verified tokens: a request clones a pointer, not the claims.
+    pub claims: Arc<AccessClaims>,
     pub via: Via,
     /// Cookies to set on the response (after an inline refresh, or a missing CSRF cookie).
     pub set_cookies: Vec<HeaderValue>,
@@ -73,7 +76,7 @@ impl Gateway {
     }
 
     /// Verify an access token: signature, claims, and the revocation set.
-    pub fn verify_access(&self, token: &str, now: i64) -> Option<AccessClaims> {
+    pub fn verify_access(&self, token: &str, now: i64) -> Option<Arc<AccessClaims>> {
         let claims = self
             .verified
             .verify(token, &self.keys.current(), &self.expect(now))
@@ -83,7 +86,7 @@ impl Gateway {
             tracing::debug!(sid = %claims.sid, "access token revoked");
             return None;
         }
-        Some((*claims).clone())
+        Some(claims)
     }
 
     /// Sign an access token for `user` in session `family`.
@@ -400,7 +403,7 @@ impl Gateway {
                 Some(claims) => {
                     let set_cookies = self.repair_csrf(headers, &claims, now)?;
                     Ok(Outcome::Authenticated(Session {
-                        claims,
+                        claims: claims.into(),
                         via: Via::Cookie,
                         set_cookies,
                     }))
@@ -434,7 +437,7 @@ impl Gateway {
                 let with_csrf = !self.csrf_cookie_valid(headers, &issued.family.id, now);
                 let set_cookies = self.session_cookies(&issued, now, with_csrf)?;
                 Ok(Outcome::Authenticated(Session {
-                    claims: issued.claims,
+                    claims: issued.claims.into(),
                     via: Via::Cookie,
                     set_cookies,
                 }))
