@@ -933,7 +933,11 @@ fn main() -> Res<()> {
             true,
         ),
     ];
-    let _ = a;
+    notes.push(format!(
+        "Proxy cost beside the bare upstream (a): nginx keeps {:.2}× of its req/s, dashgate {:.2}×.",
+        ratio(b.rps, a.rps),
+        ratio(cs.rps, a.rps)
+    ));
     notes.push(format!(
         "Login storm: p99 of authenticated GETs (16 connections) {:.2} ms quiet, {:.2} ms beside 64 concurrent logins; {:.0} req/s quiet, {:.0} req/s in the storm.",
         quiet.p99_ms, stormy.p99_ms, quiet.rps, stormy.rps

@@ -58,6 +58,11 @@ impl VerifiedTokens {
         keys: &KeySet,
         expect: &Expect<'_>,
     ) -> Result<Arc<AccessClaims>, TokenError> {
+        // Refused before it is even hashed; only verified tokens are ever stored, so garbage
+        // cannot fill the cache.
+        if token.len() > jwt::MAX_TOKEN_LEN {
+            return Err(TokenError::TooLarge);
+        }
         let shard = self.shard(token);
         if let Some(claims) = shard.and_then(|s| {
             let map = s.lock().ok()?;
