@@ -271,62 +271,34 @@ async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result
     }
 
     let canonical = canonical_name(&login.username).ok();
-    // Brute-force regulation, before any password work: counters for the client address, the
-    // (canonical) username and the pair. Names that are not valid usernames share one counter.
-    let limits = gw.config.login;
-    let attempt_keys = throttle::keys(peer.ip(), canonical.as_deref().unwrap_or("-invalid-"));
-    let counts = gw.store.attempts(attempt_keys.clone(), now).await?;
-    let now_ms = clock::now_ms();
-    let wait = throttle::wait(&limits, &counts, now_ms);
-    if wait > 0 {
-        gw.metrics.login("throttled");
-        tracing::warn!(event = "login", result = "throttled", user = canonical.as_deref().unwrap_or("-"), ip = %peer.ip(), retry_after = wait);
-        return match &login.form {
-            Some(form) => {
-                let next = redirect::safe_next(form.next.as_deref(), prefix);
-                let message = format!("Too many attempts. Try again in {wait} seconds.");
-                let mut r = render_login(
-                    gw,
-                    &next,
-                    canonical.as_deref().unwrap_or(""),
-                    Some(&message),
-                    StatusCode::TOO_MANY_REQUESTS,
-                )?;
-                if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
-                    r.headers_mut().insert(header::RETRY_AFTER, v);
+    let user = match check_password(gw, peer, canonical.as_deref(), login.password, now).await? {
+        PasswordCheck::Accepted(u) => u,
+        PasswordCheck::Throttled(wait) => {
+            gw.metrics.login("throttled");
+            tracing::warn!(event = "login", result = "throttled", user = canonical.as_deref().unwrap_or("-"), ip = %peer.ip(), retry_after = wait);
+            return match &login.form {
+                Some(form) => {
+                    let next = redirect::safe_next(form.next.as_deref(), prefix);
+                    let message = format!("Too many attempts. Try again in {wait} seconds.");
+                    let mut r = render_login(
+                        gw,
+                        &next,
+                        canonical.as_deref().unwrap_or(""),
+                        Some(&message),
+                        StatusCode::TOO_MANY_REQUESTS,
+                    )?;
+                    if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+                        r.headers_mut().insert(header::RETRY_AFTER, v);
+                    }
+                    Ok(r)
                 }
-                Ok(r)
-            }
-            None => Err(Error::TooManyRequests(wait)),
-        };
-    }
-    let user = match &canonical {
-        Some(name) => gw.directory.credentials(name.clone()).await?,
-        None => None,
-    };
-    let (stored, user) = match user {
-        Some(c) => (Some(c.password_hash), Some(c.user)),
-        None => (None, None),
-    };
-    // Always one argon2id verification, whether or not the user exists or is disabled.
-    let verified = gw.hasher.verify(login.password, stored).await?;
-    let user = match user {
-        Some(u) if verified && !u.disabled => u,
-        other => {
-            let reason = match other {
-                None => "unknown_user",
-                Some(u) if u.disabled => "disabled",
-                Some(_) => "bad_password",
+                None => Err(Error::TooManyRequests(wait)),
             };
+        }
+        PasswordCheck::Refused(reason) => {
             gw.metrics.login("failure");
-            gw.store
-                .record_failure(attempt_keys, now_ms, limits.window.max(limits.lockout))
-                .await?;
             let user = canonical.as_deref().unwrap_or("-");
             tracing::info!(event = "login", result = "failure", reason, user, ip = %peer.ip());
-            for (scope, seconds) in throttle::locks_started(&limits, &counts) {
-                tracing::warn!(event = "lockout", scope, user, ip = %peer.ip(), seconds);
-            }
             return match &login.form {
                 Some(form) => {
                     let next = redirect::safe_next(form.next.as_deref(), prefix);
@@ -348,9 +320,6 @@ async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result
             gw.revoke_session(&old.id, now).await?;
         }
     }
-    gw.store
-        .reset_attempts(throttle::keys_to_reset(peer.ip(), &user.username))
-        .await?;
     let issued = gw.start_session(&user, now).await?;
     gw.metrics.login("success");
     tracing::info!(event = "login", result = "success", user = %user.username, sid = %issued.family.id, ip = %peer.ip());
@@ -552,6 +521,66 @@ async fn logout_page(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, 
     );
     add_cookies(&mut r, set);
     Ok(r)
+}
+
+/// A password checked under brute-force regulation.
+enum PasswordCheck {
+    /// Too many recent failures: nothing was hashed; retry after this many seconds.
+    Throttled(i64),
+    /// Unknown user, disabled user or wrong password (the reason is for the log only); counted
+    /// as a failure.
+    Refused(&'static str),
+    Accepted(crate::directory::User),
+}
+
+/// The one place a password is checked (login, password change). Counters for the client
+/// address, the (canonical) username and the pair come first, before any password work; names
+/// that are not valid usernames (`None`) share one counter. Then always one argon2id
+/// verification, whether or not the user exists or is disabled. A failure is counted (and a
+/// lockout it starts is logged); a success clears the username's counters.
+async fn check_password(
+    gw: &Gateway,
+    peer: SocketAddr,
+    username: Option<&str>,
+    password: Zeroizing<String>,
+    now: i64,
+) -> Result<PasswordCheck, Error> {
+    let limits = gw.config.login;
+    let attempt_keys = throttle::keys(peer.ip(), username.unwrap_or("-invalid-"));
+    let counts = gw.store.attempts(attempt_keys.clone(), now).await?;
+    let now_ms = clock::now_ms();
+    let wait = throttle::wait(&limits, &counts, now_ms);
+    if wait > 0 {
+        return Ok(PasswordCheck::Throttled(wait));
+    }
+    let creds = match username {
+        Some(name) => gw.directory.credentials(name.to_owned()).await?,
+        None => None,
+    };
+    let (stored, user) = match creds {
+        Some(c) => (Some(c.password_hash), Some(c.user)),
+        None => (None, None),
+    };
+    let verified = gw.hasher.verify(password, stored).await?;
+    let reason = match user {
+        Some(u) if verified && !u.disabled => {
+            gw.store
+                .reset_attempts(throttle::keys_to_reset(peer.ip(), &u.username))
+                .await?;
+            return Ok(PasswordCheck::Accepted(u));
+        }
+        None => "unknown_user",
+        Some(u) if u.disabled => "disabled",
+        Some(_) => "bad_password",
+    };
+    gw.store
+        .record_failure(attempt_keys, now_ms, limits.window.max(limits.lockout))
+        .await?;
+    let user = username.unwrap_or("-");
+    for (scope, seconds) in throttle::locks_started(&limits, &counts) {
+        tracing::warn!(event = "lockout", scope, user, ip = %peer.ip(), seconds);
+    }
+    Ok(PasswordCheck::Refused(reason))
 }
 
 /// CSRF for a cookie session's form or XHR to an auth endpoint: Fetch Metadata / Origin, then
@@ -807,50 +836,27 @@ async fn change_password(
         );
     }
     let user = session.claims.sub.clone();
-    let limits = gw.config.login;
-    let attempt_keys = throttle::keys(peer.ip(), &user);
-    let counts = gw.store.attempts(attempt_keys.clone(), now).await?;
-    let wait = throttle::wait(&limits, &counts, clock::now_ms());
-    if wait > 0 {
-        tracing::warn!(event = "password_change", result = "throttled", user = %user, retry_after = wait);
-        let msg = format!("Too many attempts. Try again in {wait} seconds.");
-        let mut r = refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            &msg,
-            Error::TooManyRequests(wait),
-        )?;
-        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return Ok(r);
-    }
-    let creds = gw.directory.credentials(user.clone()).await?;
-    let (stored, account) = match creds {
-        Some(c) => (Some(c.password_hash), Some(c.user)),
-        None => (None, None),
-    };
-    let verified = gw.hasher.verify(change.current.clone(), stored).await?;
-    let account = match account {
-        Some(a) if verified && !a.disabled => a,
-        _ => {
-            gw.store
-                .record_failure(
-                    attempt_keys,
-                    clock::now_ms(),
-                    limits.window.max(limits.lockout),
-                )
-                .await?;
-            tracing::info!(event = "password_change", result = "failure", user = %user);
-            for (scope, seconds) in throttle::locks_started(&limits, &counts) {
-                tracing::warn!(event = "lockout", scope, user = %user, seconds);
+    let account = match check_password(gw, peer, Some(&user), change.current, now).await? {
+        PasswordCheck::Accepted(a) => a,
+        PasswordCheck::Throttled(wait) => {
+            tracing::warn!(event = "password_change", result = "throttled", user = %user, retry_after = wait);
+            let msg = format!("Too many attempts. Try again in {wait} seconds.");
+            let mut r = refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                &msg,
+                Error::TooManyRequests(wait),
+            )?;
+            if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
             }
+            return Ok(r);
+        }
+        PasswordCheck::Refused(reason) => {
+            tracing::info!(event = "password_change", result = "failure", reason, user = %user);
             let msg = "The current password is not right.";
             return refuse(StatusCode::UNAUTHORIZED, msg, Error::BadCredentials);
         }
     };
-    gw.store
-        .reset_attempts(throttle::keys_to_reset(peer.ip(), &user))
-        .await?;
     let hash = gw.hasher.hash(change.new).await?;
     gw.directory.set_password(user.clone(), hash).await?;
     let ended = gw
