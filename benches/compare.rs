@@ -242,7 +242,6 @@ struct Stats {
     p99_ms: f64,
     requests: u64,
     non_2xx: u64,
-    socket_errors: u64,
 }
 
 fn parse_ms(v: &str) -> Option<f64> {
@@ -271,11 +270,6 @@ fn parse_wrk(out: &str) -> Res<Stats> {
             s.rps = v.trim().parse()?;
         } else if let Some(v) = t.strip_prefix("Non-2xx or 3xx responses:") {
             s.non_2xx = v.trim().parse()?;
-        } else if let Some(v) = t.strip_prefix("Socket errors:") {
-            s.socket_errors = v
-                .split(',')
-                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
-                .sum();
         } else if t.contains("requests in") {
             s.requests = t
                 .split_whitespace()
