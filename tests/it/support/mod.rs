@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 pub mod jws;
+pub mod ldap;
+pub mod oidc;
 pub mod postgres;
 pub mod redis;
 pub mod upstream;

@@ -1,0 +1,3 @@
+//! LDAP / Active Directory logins against a real `slapd`.
+
+use crate::support::*;
