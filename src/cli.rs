@@ -378,9 +378,10 @@ async fn users(config: &Config, cmd: &UsersCommand) -> Result<(), CliError> {
         UsersCommand::List => {
             for u in dir.list().await? {
                 println!(
-                    "{}\t{}\troles: {}",
+                    "{}\t{}\t{}\troles: {}",
                     u.username,
                     if u.disabled { "disabled" } else { "enabled" },
+                    u.source,
                     display_roles(&u.roles)
                 );
             }
@@ -396,8 +397,24 @@ async fn users(config: &Config, cmd: &UsersCommand) -> Result<(), CliError> {
                 "status:   {}",
                 if u.disabled { "disabled" } else { "enabled" }
             );
-            println!("source:   local");
+            match (&u.external_id, u.source.as_str()) {
+                (Some(id), crate::directory::ldap::SOURCE) => {
+                    println!("source:   ldap (entry {id})");
+                }
+                (Some(id), crate::oidc::SOURCE) => {
+                    println!("source:   oidc (subject {id})");
+                }
+                _ => println!("source:   {}", u.source),
+            }
             println!("roles:    {}", display_roles(&u.roles));
+            if u.source != crate::directory::LOCAL {
+                println!(
+                    "  from {} groups at the last sign-in: {}",
+                    u.source,
+                    display_roles(&u.mapped_roles)
+                );
+                println!("  granted here: {}", display_roles(&u.granted_roles));
+            }
             println!("permissions: {}", display_roles(&u.permissions));
             println!(
                 "created:  {}",
@@ -413,6 +430,12 @@ async fn users(config: &Config, cmd: &UsersCommand) -> Result<(), CliError> {
                 .user(name.clone())
                 .await?
                 .ok_or_else(|| missing(&name))?;
+            if u.source != crate::directory::LOCAL {
+                return Err(CliError::Usage(format!(
+                    "{name} signs in through {}: their password is changed there",
+                    u.source
+                )));
+            }
             let password = read_password()?;
             dir.set_password(name.clone(), hash(password).await?)
                 .await?;

@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use toml::{Table, Value};
 
+pub mod sources;
+pub use sources::{LdapConfig, OidcConfig, SourceKind};
+
 /// Validation failure that names the offending key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -41,6 +44,8 @@ enum Kind {
     /// Human duration ("15m", "30s") within the inclusive bounds, in seconds.
     Duration(u64, u64),
     StrList,
+    /// A table of strings to lists of strings (group → roles); JSON in the environment.
+    RoleMap,
 }
 
 struct Key {
@@ -116,6 +121,32 @@ const KEYS: &[Key] = &[
     key("balancing.health_interval", Kind::Duration(1, 300)),
     key("limits.max_inspect_bytes", Kind::Int(1024, 1 << 30)),
     key("limits.password_hash_concurrency", Kind::Int(1, 256)),
+    key("login.sources", Kind::StrList),
+    key("ldap.url", Kind::Str),
+    key("ldap.start_tls", Kind::Bool),
+    key("ldap.ca_file", Kind::Str),
+    key("ldap.bind_dn", Kind::Str),
+    key("ldap.bind_password_file", Kind::Str),
+    key("ldap.user_base", Kind::Str),
+    key("ldap.user_filter", Kind::Str),
+    key("ldap.group_attribute", Kind::Str),
+    key("ldap.group_base", Kind::Str),
+    key("ldap.group_filter", Kind::Str),
+    key("ldap.group_roles", Kind::RoleMap),
+    key("ldap.timeout", Kind::Duration(1, 60)),
+    key("oidc.issuer", Kind::Str),
+    key("oidc.client_id", Kind::Str),
+    key("oidc.client_secret_file", Kind::Str),
+    key("oidc.redirect_url", Kind::Str),
+    key("oidc.scopes", Kind::StrList),
+    key("oidc.display_name", Kind::Str),
+    key("oidc.username_claim", Kind::Str),
+    key("oidc.roles_claim", Kind::Str),
+    key("oidc.claim_roles", Kind::RoleMap),
+    key("oidc.end_session", Kind::Bool),
+    key("oidc.post_logout_redirect_url", Kind::Str),
+    key("oidc.ca_file", Kind::Str),
+    key("oidc.timeout", Kind::Duration(1, 60)),
 ];
 
 impl Key {
@@ -238,6 +269,10 @@ pub struct Config {
     pub login: crate::auth::throttle::LoginLimits,
     /// Certificate and key (PEM) for TLS on the listener.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Where users sign in, in the order password sign-ins try them.
+    pub sources: Vec<sources::SourceKind>,
+    pub ldap: Option<sources::LdapConfig>,
+    pub oidc: Option<sources::OidcConfig>,
 }
 
 impl Config {
@@ -377,6 +412,15 @@ fn parse_raw(k: &Key, raw: &str, origin: &str) -> Result<Value, ConfigError> {
                 .parse::<i64>()
                 .map_err(|_| invalid(format!("expected a whole number, got {raw:?}")))?,
         ),
+        Kind::RoleMap => {
+            let json: serde_json::Value = serde_json::from_str(raw).map_err(|e| {
+                invalid(format!(
+                    "expected a JSON object like {{\"GROUP\": [\"role\"]}}, got an error: {e}"
+                ))
+            })?;
+            toml::Value::try_from(json)
+                .map_err(|e| invalid(format!("cannot use this JSON: {e}")))?
+        }
         Kind::StrList => Value::Array(
             raw.split(',')
                 .map(str::trim)
@@ -590,6 +634,9 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         ),
     };
 
+    let ldap = sources::ldap(v)?;
+    let oidc = sources::oidc(v, &auth_prefix)?;
+
     let health_path = v.str("balancing.health_path", "/")?;
     if !health_path.starts_with('/') || health_path.contains(char::is_whitespace) {
         return Err(v.invalid(
@@ -686,6 +733,9 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
                 p => Some(PathBuf::from(p)),
             },
         },
+        sources: sources::order(v, ldap.is_some(), oidc.is_some())?,
+        ldap,
+        oidc,
     })
 }
 

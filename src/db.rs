@@ -85,6 +85,23 @@ CREATE TABLE login_attempts (
 );
 ",
     ),
+    (
+        4,
+        // Users from an LDAP directory or an OpenID provider are provisioned on first sign-in:
+        // `source` says where a user signs in, `external_id` who they are there (DN, `sub`),
+        // and the roles mapped from their groups live apart from locally granted ones, so a
+        // sign-in replaces the first and never touches the second.
+        r"
+ALTER TABLE users ADD COLUMN source TEXT NOT NULL DEFAULT 'local';
+ALTER TABLE users ADD COLUMN external_id TEXT;
+ALTER TABLE users ADD COLUMN synced_at {INT};
+CREATE TABLE user_mapped_roles (
+    user_id {INT} NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    role_id {INT} NOT NULL REFERENCES roles(id) ON DELETE CASCADE,
+    PRIMARY KEY (user_id, role_id)
+);
+",
+    ),
 ];
 
 /// The SQL dialects the migrations are written for.

@@ -39,6 +39,13 @@ pub enum Error {
     BadGateway,
     #[error("upstream timed out")]
     GatewayTimeout,
+    /// The LDAP directory or the OpenID provider a sign-in needs cannot be reached or
+    /// answered with nonsense: the sign-in cannot be decided, which is not a wrong password.
+    #[error("{service} unavailable: {detail}")]
+    DirectoryUnavailable {
+        service: &'static str,
+        detail: String,
+    },
     /// A store the gateway depends on failed: fail closed.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -61,7 +68,9 @@ impl Error {
             Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::BadGateway => StatusCode::BAD_GATEWAY,
             Error::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable(_) | Error::DirectoryUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -82,6 +91,7 @@ impl Error {
             Error::BadGateway => "bad_gateway",
             Error::GatewayTimeout => "gateway_timeout",
             Error::Unavailable(_) => "unavailable",
+            Error::DirectoryUnavailable { .. } => "directory_unavailable",
             Error::Internal(_) => "internal",
         }
     }
@@ -93,6 +103,7 @@ impl Error {
             Error::Unavailable(_) => {
                 "a service dashgate depends on is unavailable; try again shortly".to_owned()
             }
+            Error::DirectoryUnavailable { service, .. } => directory_unavailable_message(service),
             Error::BadGateway => "the application behind dashgate is not reachable".to_owned(),
             other => other.to_string(),
         }
@@ -104,6 +115,9 @@ impl Error {
         match &self {
             Error::Internal(detail) => tracing::error!(error = %detail, "internal error"),
             Error::Unavailable(detail) => tracing::warn!(error = %detail, "dependency unavailable"),
+            Error::DirectoryUnavailable { service, detail } => {
+                tracing::warn!(service, error = %detail, "sign-in source unavailable");
+            }
             _ => {}
         }
         let mut resp = if html {
@@ -141,12 +155,25 @@ impl Error {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
-        if matches!(self, Error::Unavailable(_)) {
+        if matches!(
+            self,
+            Error::Unavailable(_) | Error::DirectoryUnavailable { .. }
+        ) {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         resp
     }
+}
+
+/// What a user reads when a sign-in source is down: a clear outage, never "wrong password".
+pub fn directory_unavailable_message(service: &str) -> String {
+    let what = match service {
+        "ldap" => "The user directory (LDAP)",
+        "oidc" => "The single sign-on provider",
+        _ => "A sign-in service",
+    };
+    format!("{what} cannot be reached, so signing in is not possible right now. Try again shortly.")
 }
 
 impl From<rusqlite::Error> for Error {

@@ -14,6 +14,7 @@ pub mod directory;
 pub mod error;
 pub mod http_util;
 pub mod metrics;
+pub mod oidc;
 pub mod policy;
 pub mod proxy;
 pub mod server;

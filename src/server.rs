@@ -64,6 +64,10 @@ pub struct Gateway {
     pub metrics_token: Option<zeroize::Zeroizing<String>>,
     /// The listener's certificate, when it speaks TLS.
     pub tls: Option<Arc<crate::tls::CertStore>>,
+    /// The LDAP / Active Directory source, when `[ldap]` is configured.
+    pub ldap: Option<crate::directory::ldap::LdapSource>,
+    /// The OpenID provider, when `[oidc]` is configured.
+    pub oidc: Option<Arc<crate::oidc::Provider>>,
 }
 
 impl Gateway {
@@ -101,6 +105,14 @@ impl Gateway {
             )),
             None => None,
         };
+        let ldap = match &config.ldap {
+            Some(c) => Some(crate::directory::ldap::LdapSource::new(c.clone())?),
+            None => None,
+        };
+        let oidc = match &config.oidc {
+            Some(c) => Some(Arc::new(crate::oidc::Provider::new(c.clone())?)),
+            None => None,
+        };
         let policy = PolicyHandle::load(config.policy.as_deref())
             .map_err(|e| Error::Internal(e.to_string()))?;
         let proxy = Arc::new(Proxy::new(
@@ -124,6 +136,8 @@ impl Gateway {
             metrics: crate::metrics::Metrics::default(),
             metrics_token,
             tls,
+            ldap,
+            oidc,
             config,
         })
     }

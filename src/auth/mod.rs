@@ -1,8 +1,10 @@
 //! The gateway's own endpoints under the auth prefix (`/auth` by default): login, logout,
 //! refresh, userinfo, JWKS, health and readiness.
 
+mod oidc;
 pub mod pages;
 pub mod redirect;
+pub mod sources;
 pub mod throttle;
 
 use std::net::SocketAddr;
@@ -60,6 +62,8 @@ async fn dispatch(
         ("/password", Method::GET | Method::HEAD) => password_page(gw, &req).await,
         ("/password", Method::POST) => change_password(gw, peer, req).await,
         ("/metrics", Method::GET) => metrics(gw, &req).await,
+        ("/oidc/start", Method::GET | Method::HEAD) => oidc::start(gw, &req).await,
+        ("/oidc/callback", Method::GET) => oidc::callback(gw, peer, &req).await,
         ("/refresh", Method::POST) => refresh(gw, req).await,
         ("/userinfo", Method::GET | Method::HEAD) => userinfo(gw, &req).await,
         ("/jwks.json", Method::GET | Method::HEAD) => {
@@ -108,6 +112,8 @@ async fn dispatch(
             | "/healthz"
             | "/readyz"
             | "/metrics"
+            | "/oidc/start"
+            | "/oidc/callback"
             | "/assets/dashgate.css",
             _,
         ) => Err(Error::MethodNotAllowed),
@@ -155,7 +161,14 @@ fn render_login(
 ) -> Result<Response, Error> {
     let now = clock::now();
     let token = csrf::issue(gw.keys.csrf_key(), csrf::Binding::Login, now)?;
-    let page = pages::login_page(&gw.config.auth_prefix, next, &token, username, error);
+    let page = pages::login_page(
+        &gw.config.auth_prefix,
+        next,
+        &token,
+        username,
+        error,
+        sign_in_choices(gw),
+    );
     let mut r = html(status, page);
     let names = &gw.cookies;
     add_cookies(
@@ -167,6 +180,69 @@ fn render_login(
             Some(csrf::LOGIN_TOKEN_TTL),
             true,
         ),
+    );
+    Ok(r)
+}
+
+/// What the login page offers, from the configured sources.
+fn sign_in_choices(gw: &Gateway) -> pages::SignInChoices<'_> {
+    use crate::config::SourceKind;
+    let sources = &gw.config.sources;
+    pages::SignInChoices {
+        password: sources.contains(&SourceKind::Local) || sources.contains(&SourceKind::Ldap),
+        provider: gw
+            .oidc
+            .as_deref()
+            .filter(|_| sources.contains(&SourceKind::Oidc))
+            .map(|p| p.config().display_name.as_str()),
+    }
+}
+
+/// The refresh token of a session this browser already holds, if any: it ends when the
+/// browser signs in again (session fixation: nothing from before a sign-in keeps working).
+fn previous_session(
+    gw: &Gateway,
+    headers: &http::HeaderMap,
+) -> Option<crate::token::refresh::RefreshKey> {
+    cookies::get(headers, &gw.cookies.refresh)
+        .or_else(|| cookies::get(headers, &gw.cookies.session))
+        .and_then(crate::token::refresh::parse)
+}
+
+/// Start a session for a user who just proved who they are (password or provider), ending
+/// the browser's previous one.
+async fn signed_in(
+    gw: &Gateway,
+    peer: SocketAddr,
+    user: &crate::directory::User,
+    previous: Option<crate::token::refresh::RefreshKey>,
+    now: i64,
+) -> Result<crate::session::Issued, Error> {
+    if let Some(hash) = previous {
+        if let Some(old) = gw.store.family_of(hash, now).await? {
+            gw.revoke_session(&old.id, now).await?;
+        }
+    }
+    let issued = gw.start_session(user, now).await?;
+    gw.metrics.login("success");
+    tracing::info!(event = "login", result = "success", user = %user.username, source = %user.source, sid = %issued.family.id, ip = %peer.ip());
+    Ok(issued)
+}
+
+/// The 303 that ends a browser sign-in: session cookies, and `spent` (the login form's or the
+/// OpenID flow's cookie) removed.
+fn browser_signed_in(
+    gw: &Gateway,
+    issued: &crate::session::Issued,
+    next: &str,
+    spent: &str,
+    now: i64,
+) -> Result<Response, Error> {
+    let mut r = redirect(StatusCode::SEE_OTHER, next);
+    add_cookies(&mut r, gw.session_cookies(issued, now, true)?);
+    add_cookies(
+        &mut r,
+        cookies::set_cookie(&gw.cookies, spent, "", None, true),
     );
     Ok(r)
 }
@@ -237,11 +313,7 @@ async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result
     csrf::check_origin(req.headers())?;
     let ct = content_type(req.headers());
     let login_cookie = cookies::get(req.headers(), &gw.cookies.login_csrf).map(str::to_owned);
-    // A session this browser already holds ends when it signs in again (session fixation:
-    // nothing from before the login may keep working).
-    let previous_refresh = cookies::get(req.headers(), &gw.cookies.refresh)
-        .or_else(|| cookies::get(req.headers(), &gw.cookies.session))
-        .and_then(crate::token::refresh::parse);
+    let previous = previous_session(gw, req.headers());
     let body = read_body(
         req.into_body(),
         MAX_AUTH_BODY,
@@ -271,7 +343,31 @@ async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result
     }
 
     let canonical = canonical_name(&login.username).ok();
-    let user = match check_password(gw, peer, canonical.as_deref(), login.password, now).await? {
+    let checked = check_password(gw, peer, canonical.as_deref(), login.password, now).await;
+    let checked = match (checked, &login.form) {
+        (Err(e @ Error::DirectoryUnavailable { .. }), Some(form)) => {
+            // The form again, saying what is wrong: never "wrong password" for an outage.
+            gw.metrics.login("unavailable");
+            let message = e.public_message();
+            tracing::warn!(event = "login", result = "unavailable", error = %e, ip = %peer.ip());
+            let next = redirect::safe_next(form.next.as_deref(), prefix);
+            return render_login(
+                gw,
+                &next,
+                canonical.as_deref().unwrap_or(""),
+                Some(&message),
+                StatusCode::SERVICE_UNAVAILABLE,
+            );
+        }
+        (Err(e), _) => {
+            if matches!(e, Error::DirectoryUnavailable { .. }) {
+                gw.metrics.login("unavailable");
+            }
+            return Err(e);
+        }
+        (Ok(c), _) => c,
+    };
+    let user = match checked {
         PasswordCheck::Accepted(u) => u,
         PasswordCheck::Throttled(wait) => {
             gw.metrics.login("throttled");
@@ -315,25 +411,11 @@ async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result
         }
     };
 
-    if let Some(hash) = previous_refresh {
-        if let Some(old) = gw.store.family_of(hash, now).await? {
-            gw.revoke_session(&old.id, now).await?;
-        }
-    }
-    let issued = gw.start_session(&user, now).await?;
-    gw.metrics.login("success");
-    tracing::info!(event = "login", result = "success", user = %user.username, sid = %issued.family.id, ip = %peer.ip());
+    let issued = signed_in(gw, peer, &user, previous, now).await?;
     match login.form {
         Some(form) => {
             let next = redirect::safe_next(form.next.as_deref(), prefix);
-            let mut r = redirect(StatusCode::SEE_OTHER, &next);
-            add_cookies(&mut r, gw.session_cookies(&issued, now, true)?);
-            let names = &gw.cookies;
-            add_cookies(
-                &mut r,
-                cookies::set_cookie(names, &names.login_csrf, "", None, true),
-            );
-            Ok(r)
+            browser_signed_in(gw, &issued, &next, &gw.cookies.login_csrf, now)
         }
         None => Ok(token_response(gw, &issued, now)),
     }
@@ -535,9 +617,11 @@ enum PasswordCheck {
 
 /// The one place a password is checked (login, password change). Counters for the client
 /// address, the (canonical) username and the pair come first, before any password work; names
-/// that are not valid usernames (`None`) share one counter. Then always one argon2id
-/// verification, whether or not the user exists or is disabled. A failure is counted (and a
-/// lockout it starts is logged); a success clears the username's counters.
+/// that are not valid usernames (`None`) share one counter. Then the sources in their order
+/// ([`sources::check`]: one argon2id verification for local users and unknown names alike, a
+/// bind for directory users). A failure is counted (and a lockout it starts is logged); a
+/// success clears the username's counters. A source that is down is an error (503), not a
+/// failure.
 async fn check_password(
     gw: &Gateway,
     peer: SocketAddr,
@@ -553,25 +637,14 @@ async fn check_password(
     if wait > 0 {
         return Ok(PasswordCheck::Throttled(wait));
     }
-    let creds = match username {
-        Some(name) => gw.directory.credentials(name.to_owned()).await?,
-        None => None,
-    };
-    let (stored, user) = match creds {
-        Some(c) => (Some(c.password_hash), Some(c.user)),
-        None => (None, None),
-    };
-    let verified = gw.hasher.verify(password, stored).await?;
-    let reason = match user {
-        Some(u) if verified && !u.disabled => {
+    let reason = match sources::check(gw, username, password).await? {
+        sources::Checked::Accepted(u) => {
             gw.store
                 .reset_attempts(throttle::keys_to_reset(peer.ip(), &u.username))
                 .await?;
             return Ok(PasswordCheck::Accepted(u));
         }
-        None => "unknown_user",
-        Some(u) if u.disabled => "disabled",
-        Some(_) => "bad_password",
+        sources::Checked::Refused(reason) => reason,
     };
     gw.store
         .record_failure(attempt_keys, now_ms, limits.window.max(limits.lockout))
@@ -629,13 +702,13 @@ async fn logout(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Resul
     // Which session is this? Bearer, a valid access cookie, or (access expired) the refresh
     // cookie's family.
     let bearer = crate::session::bearer(&headers)?;
-    let (sid, claims, via) = if let Some(token) = bearer {
+    let (sid, claims, via, family_user) = if let Some(token) = bearer {
         let claims = gw.verify_access(token, now).ok_or(Error::Unauthenticated)?;
-        (Some(claims.sid.clone()), Some(claims), Via::Bearer)
+        (Some(claims.sid.clone()), Some(claims), Via::Bearer, None)
     } else if let Some(claims) =
         cookies::get(&headers, &gw.cookies.access).and_then(|t| gw.verify_access(t, now))
     {
-        (Some(claims.sid.clone()), Some(claims), Via::Cookie)
+        (Some(claims.sid.clone()), Some(claims), Via::Cookie, None)
     } else {
         // The refresh cookie's family, or in server mode the session cookie's.
         let family = match cookies::get(&headers, &gw.cookies.refresh)
@@ -645,7 +718,8 @@ async fn logout(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Resul
             Some(hash) => gw.store.family_of(hash, now).await?,
             None => None,
         };
-        (family.map(|f| f.id), None, Via::Cookie)
+        let user = family.as_ref().map(|f| f.user_id);
+        (family.map(|f| f.id), None, Via::Cookie, user)
     };
 
     if let (Some(sid), Via::Cookie) = (&sid, via) {
@@ -666,8 +740,29 @@ async fn logout(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Resul
     }
     tracing::info!(event = "logout", user = claims.as_ref().map_or("-", |c| c.sub.as_str()), sid = sid.as_deref().unwrap_or("-"), ip = %peer.ip());
 
+    // Users of the OpenID provider can be signed out there too (RP-initiated logout).
+    let end_session = match &gw.oidc {
+        Some(provider) if sid.is_some() => {
+            let user = match (&claims, family_user) {
+                (Some(c), _) => gw.directory.user(c.sub.clone()).await?,
+                (None, Some(id)) => gw.directory.user_by_id(id).await?,
+                (None, None) => None,
+            };
+            match user {
+                Some(u) if u.source == crate::oidc::SOURCE => provider.end_session_url().await,
+                _ => None,
+            }
+        }
+        _ => None,
+    };
     let mut r = if wants_json || via == Via::Bearer {
-        json(StatusCode::OK, &serde_json::json!({"status": "signed_out"}))
+        let mut body = serde_json::json!({"status": "signed_out"});
+        if let Some(url) = &end_session {
+            body["end_session_url"] = serde_json::Value::String(url.clone());
+        }
+        json(StatusCode::OK, &body)
+    } else if let Some(url) = &end_session {
+        oidc::redirect_to(url)?
     } else {
         redirect(
             StatusCode::SEE_OTHER,
@@ -836,6 +931,16 @@ async fn change_password(
         );
     }
     let user = session.claims.sub.clone();
+    let source = gw.directory.user(user.clone()).await?.map(|u| u.source);
+    if source.as_deref() != Some(crate::directory::LOCAL) {
+        // A directory's or a provider's password is changed there, never here.
+        let msg = "Your password is managed by your organisation's directory; change it there.";
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            msg,
+            Error::BadRequest("the password of this user is not managed by dashgate"),
+        );
+    }
     let account = match check_password(gw, peer, Some(&user), change.current, now).await? {
         PasswordCheck::Accepted(a) => a,
         PasswordCheck::Throttled(wait) => {

@@ -72,21 +72,28 @@ fn layout(title: &str, prefix: &str, body: &str) -> String {
 pub const LOGIN_FAILED: &str = "Invalid username or password.";
 
 /// The login page; `error` is shown above the form.
+/// How users of this gateway can sign in: a password form (local users, LDAP) and/or a
+/// button for the OpenID provider, with the name it is shown under.
+#[derive(Debug, Clone, Copy)]
+pub struct SignInChoices<'a> {
+    pub password: bool,
+    pub provider: Option<&'a str>,
+}
+
 pub fn login_page(
     prefix: &str,
     next: &str,
     csrf_token: &str,
     username: &str,
     error: Option<&str>,
+    choices: SignInChoices<'_>,
 ) -> String {
     let error_html = error.map_or_else(String::new, |e| {
         format!(r#"<p class="error" role="alert">{}</p>"#, escape(e))
     });
-    let body = format!(
-        r#"<h1>Sign in</h1>
-<p class="lead">Sign in to continue to your dashboards.</p>
-{error_html}
-<form method="post" action="{prefix}/login" autocomplete="on">
+    let form = if choices.password {
+        format!(
+            r#"<form method="post" action="{prefix}/login" autocomplete="on">
 <input type="hidden" name="csrf_token" value="{csrf}">
 <input type="hidden" name="next" value="{next}">
 <label for="username">Username</label>
@@ -95,10 +102,35 @@ pub fn login_page(
 <input id="password" name="password" type="password" autocomplete="current-password" required>
 <button id="sign-in" type="submit">Sign in</button>
 </form>"#,
-        prefix = escape(prefix),
-        csrf = escape(csrf_token),
-        next = escape(next),
-        username = escape(username),
+            prefix = escape(prefix),
+            csrf = escape(csrf_token),
+            next = escape(next),
+            username = escape(username),
+        )
+    } else {
+        String::new()
+    };
+    let sso = choices.provider.map_or_else(String::new, |name| {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("next", next)
+            .finish();
+        format!(
+            r#"{or}<a id="sso" class="sso" href="{prefix}/oidc/start?{query}">Sign in with {name}</a>"#,
+            or = if choices.password {
+                r#"<p class="or"><span>or</span></p>"#
+            } else {
+                ""
+            },
+            prefix = escape(prefix),
+            query = escape(&query),
+            name = escape(name),
+        )
+    });
+    let body = format!(
+        r#"<h1>Sign in</h1>
+<p class="lead">Sign in to continue to your dashboards.</p>
+{error_html}
+{form}{sso}"#
     );
     layout("Sign in", prefix, &body)
 }
@@ -201,11 +233,48 @@ mod tests {
 
     #[test]
     fn values_are_escaped() {
-        let page = login_page("/auth", "/x\"><script>", "t", "<b>", Some(LOGIN_FAILED));
+        let page = login_page(
+            "/auth",
+            "/x\"><script>",
+            "t",
+            "<b>",
+            Some(LOGIN_FAILED),
+            SignInChoices {
+                password: true,
+                provider: Some("<Corp> SSO"),
+            },
+        );
         assert!(!page.contains("<script>"));
         assert!(!page.contains("<b>"));
         assert!(page.contains("&quot;&gt;&lt;script&gt;"));
         assert!(page.contains(r#"<label for="username">"#));
         assert!(page.contains("Invalid username or password."));
+        assert!(page.contains("Sign in with &lt;Corp&gt; SSO"));
+        assert!(!page.contains("<Corp>"));
+        // The next path reaches the provider link form-encoded, then HTML-escaped.
+        assert!(page.contains("/auth/oidc/start?next=%2Fx%22%3E%3Cscript%3E"));
+    }
+
+    #[test]
+    fn sign_in_choices_decide_what_is_shown() {
+        let page = |password, provider| {
+            login_page(
+                "/auth",
+                "/",
+                "t",
+                "",
+                None,
+                SignInChoices { password, provider },
+            )
+        };
+        let only_sso = page(false, Some("Okta"));
+        assert!(!only_sso.contains("<form"));
+        assert!(!only_sso.contains(r#"class="or""#));
+        assert!(only_sso.contains(r#"id="sso""#));
+        let only_password = page(true, None);
+        assert!(only_password.contains(r#"action="/auth/login""#));
+        assert!(!only_password.contains(r#"id="sso""#));
+        let both = page(true, Some("Okta"));
+        assert!(both.contains(r#"class="or""#) && both.contains(r#"id="sso""#));
     }
 }

@@ -1,6 +1,10 @@
 //! The user directory: local users with argon2id password hashes and their roles, stored in
-//! the embedded database. (LDAP and OIDC sources plug in beside it later.)
+//! the embedded database or PostgreSQL, plus the users that sign in through an LDAP / Active
+//! Directory server or an OpenID provider. Those are provisioned into the same tables on their
+//! first sign-in (marked with their source), so sessions, refresh, `users disable` and locally
+//! granted roles work the same for everyone.
 
+pub mod ldap;
 pub mod password;
 
 pub mod postgres;
@@ -22,6 +26,48 @@ pub struct User {
     /// Effective permissions: the union of the roles' permissions, sorted.
     pub permissions: Vec<String>,
     pub created_at: i64,
+    /// Where the user signs in: [`LOCAL`], [`ldap::SOURCE`] or [`crate::oidc::SOURCE`].
+    pub source: String,
+    /// Who the user is at that source: the LDAP entry's DN, the provider's `sub`.
+    pub external_id: Option<String>,
+    /// Roles granted here (`users add --role`, `roles grant`); kept across sign-ins.
+    pub granted_roles: Vec<String>,
+    /// Roles mapped from the source's groups at the last sign-in (replaced at every sign-in).
+    /// `roles` is the union of both.
+    pub mapped_roles: Vec<String>,
+}
+
+/// The union of granted and mapped roles, sorted.
+pub fn union(granted: &[String], mapped: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = granted.iter().chain(mapped).cloned().collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// The `source` of users created with `users add`, who sign in with a password stored here.
+pub const LOCAL: &str = "local";
+
+/// What provisioning a user from an external source found.
+#[derive(Debug)]
+pub enum Provisioned {
+    /// Created or updated, with the mapped roles replaced.
+    User(User),
+    /// The name belongs to someone else: a local user, a user of another source, or (for
+    /// OpenID) another subject of the same provider. Nothing was changed.
+    Conflict { existing_source: String },
+}
+
+/// A user signing in through an external source, as that source describes them.
+#[derive(Debug, Clone)]
+pub struct ExternalUser {
+    pub source: &'static str,
+    pub username: String,
+    pub external_id: String,
+    /// Must this `external_id` match the stored one? (OpenID `sub` is the stable identity of a
+    /// provider's user; an LDAP DN changes when an entry moves, so it is only recorded.)
+    pub id_is_stable: bool,
+    pub roles: Vec<String>,
 }
 
 /// A role with its permissions and how many users hold it.
@@ -187,6 +233,26 @@ impl Directory {
     pub async fn remove(&self, username: String) -> Result<bool, Error> {
         dispatch!(self, d => d.remove(username).await)
     }
+
+    /// Create or update a user of an external source after it authenticated them, replacing
+    /// the roles mapped from their groups. A name held by anyone else is a conflict.
+    pub async fn provision(&self, user: ExternalUser) -> Result<Provisioned, Error> {
+        dispatch!(self, d => d.provision(user).await)
+    }
+}
+
+/// The stored hash of users who do not sign in with a local password: not a PHC string, so it
+/// can never verify (and the local source never tries it: it only handles `source = local`).
+pub const NO_PASSWORD: &str = "!external";
+
+/// Does `existing` (source, external id) let `incoming` take the name?
+pub fn provision_conflict(
+    existing_source: &str,
+    existing_id: Option<&str>,
+    incoming: &ExternalUser,
+) -> bool {
+    existing_source != incoming.source
+        || (incoming.id_is_stable && existing_id.is_some_and(|id| id != incoming.external_id))
 }
 
 #[cfg(test)]

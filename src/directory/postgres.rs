@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, GenericClient, NoTls, Row};
 
-use super::{Credentials, Role, User};
+use super::{Credentials, ExternalUser, Provisioned, Role, User};
 use crate::clock;
 use crate::db::{Dialect, MIGRATIONS};
 use crate::error::Error;
@@ -15,7 +15,7 @@ use crate::error::Error;
 /// Migrations from several replicas starting at once take turns on this advisory lock.
 const MIGRATION_LOCK: i64 = 0x6461_7368_6761_7465; // "dashgate"
 
-const USER_COLUMNS: &str = "id, username, disabled, created_at";
+const USER_COLUMNS: &str = "id, username, disabled, created_at, source, external_id";
 
 fn unavailable(e: impl std::fmt::Display) -> Error {
     Error::Unavailable(format!("postgres: {e}"))
@@ -91,7 +91,7 @@ impl PgDirectory {
             let Some(row) = c.query_opt(&sql, &[&username]).await.map_err(unavailable)? else {
                 return Ok(None);
             };
-            let password_hash: String = row.try_get(4).map_err(unavailable)?;
+            let password_hash: String = row.try_get(6).map_err(unavailable)?;
             let user = filled(&*c, user_row(&row)?).await?;
             Ok(Some(Credentials {
                 user,
@@ -255,6 +255,76 @@ impl PgDirectory {
         .await
     }
 
+    /// Create or update a user of an external source; see [`super::Directory::provision`].
+    /// One transaction on a connection of its own (the shared client carries concurrent
+    /// requests, so it cannot hold a BEGIN), with the user's row locked.
+    pub async fn provision(&self, incoming: ExternalUser) -> Result<Provisioned, Error> {
+        let connect = tokio_postgres::connect(&self.url, NoTls);
+        let (mut client, connection) = tokio::time::timeout(self.timeout, connect)
+            .await
+            .map_err(|_| unavailable("connect timed out"))?
+            .map_err(unavailable)?;
+        let task = tokio::spawn(connection);
+        let work = async {
+            let tx = client.transaction().await.map_err(unavailable)?;
+            let now = clock::now();
+            tx.execute(
+                "INSERT INTO users (username, password_hash, disabled, created_at, updated_at, source, external_id, synced_at)
+                 VALUES ($1, $2, 0, $3, $3, $4, $5, $3) ON CONFLICT (username) DO NOTHING",
+                &[&incoming.username, &super::NO_PASSWORD, &now, &incoming.source, &incoming.external_id],
+            )
+            .await
+            .map_err(unavailable)?;
+            let row = tx
+                .query_one(
+                    "SELECT id, source, external_id FROM users WHERE username = $1 FOR UPDATE",
+                    &[&incoming.username],
+                )
+                .await
+                .map_err(unavailable)?;
+            let id: i64 = row.try_get(0).map_err(unavailable)?;
+            let source: String = row.try_get(1).map_err(unavailable)?;
+            let external: Option<String> = row.try_get(2).map_err(unavailable)?;
+            if super::provision_conflict(&source, external.as_deref(), &incoming) {
+                return Ok(Provisioned::Conflict {
+                    existing_source: source,
+                });
+            }
+            tx.execute(
+                "UPDATE users SET external_id = $2, synced_at = $3, updated_at = $3 WHERE id = $1",
+                &[&id, &incoming.external_id, &now],
+            )
+            .await
+            .map_err(unavailable)?;
+            tx.execute("DELETE FROM user_mapped_roles WHERE user_id = $1", &[&id])
+                .await
+                .map_err(unavailable)?;
+            tx.execute(
+                "INSERT INTO roles (name, created_at) SELECT unnest($1::TEXT[]), $2 ON CONFLICT (name) DO NOTHING",
+                &[&incoming.roles, &now],
+            )
+            .await
+            .map_err(unavailable)?;
+            tx.execute(
+                "INSERT INTO user_mapped_roles (user_id, role_id) SELECT $1, id FROM roles WHERE name = ANY($2)",
+                &[&id, &incoming.roles],
+            )
+            .await
+            .map_err(unavailable)?;
+            let user = user_where(&tx, "id = $1", &id)
+                .await?
+                .ok_or_else(|| Error::Internal("user vanished after provisioning".to_owned()))?;
+            tx.commit().await.map_err(unavailable)?;
+            Ok(Provisioned::User(user))
+        };
+        let result = tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| unavailable("timed out"));
+        drop(client);
+        task.abort();
+        result?
+    }
+
     pub async fn remove(&self, username: String) -> Result<bool, Error> {
         self.with(|c| async move {
             let n = c
@@ -316,6 +386,10 @@ fn user_row(r: &Row) -> Result<User, Error> {
         roles: Vec::new(),
         permissions: Vec::new(),
         created_at: r.try_get(3).map_err(unavailable)?,
+        source: r.try_get(4).map_err(unavailable)?,
+        external_id: r.try_get(5).map_err(unavailable)?,
+        granted_roles: Vec::new(),
+        mapped_roles: Vec::new(),
     })
 }
 
@@ -331,35 +405,36 @@ async fn user_where<C: GenericClient>(
     }
 }
 
-/// Add roles and effective permissions.
+/// Role ids of a user: granted locally or mapped from their source's groups.
+const ROLE_IDS: &str = "SELECT role_id FROM user_roles WHERE user_id = $1 UNION SELECT role_id FROM user_mapped_roles WHERE user_id = $1";
+
+/// Add roles (local and mapped) and effective permissions.
 async fn filled<C: GenericClient>(c: &C, mut user: User) -> Result<User, Error> {
-    let roles = c
-        .query(
-            "SELECT r.name FROM roles r JOIN user_roles ur ON ur.role_id = r.id WHERE ur.user_id = $1 ORDER BY r.name",
-            &[&user.id],
-        )
-        .await
-        .map_err(unavailable)?;
-    user.roles = roles
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()
-        .map_err(unavailable)?;
-    let perms = c
-        .query(
-            "SELECT DISTINCT p.name FROM permissions p
-             JOIN role_permissions rp ON rp.permission_id = p.id
-             JOIN user_roles ur ON ur.role_id = rp.role_id
-             WHERE ur.user_id = $1 ORDER BY p.name",
-            &[&user.id],
-        )
-        .await
-        .map_err(unavailable)?;
-    user.permissions = perms
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()
-        .map_err(unavailable)?;
+    let names = async |sql: &str| -> Result<Vec<String>, Error> {
+        let rows = c.query(sql, &[&user.id]).await.map_err(unavailable)?;
+        rows.iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()
+            .map_err(unavailable)
+    };
+    let granted = names(
+        "SELECT r.name FROM roles r JOIN user_roles ur ON ur.role_id = r.id WHERE ur.user_id = $1 ORDER BY r.name",
+    )
+    .await?;
+    let mapped = names(
+        "SELECT r.name FROM roles r JOIN user_mapped_roles m ON m.role_id = r.id WHERE m.user_id = $1 ORDER BY r.name",
+    )
+    .await?;
+    let permissions = names(&format!(
+        "SELECT DISTINCT p.name FROM permissions p
+         JOIN role_permissions rp ON rp.permission_id = p.id
+         WHERE rp.role_id IN ({ROLE_IDS}) ORDER BY p.name"
+    ))
+    .await?;
+    user.roles = super::union(&granted, &mapped);
+    user.granted_roles = granted;
+    user.mapped_roles = mapped;
+    user.permissions = permissions;
     Ok(user)
 }
 
@@ -392,7 +467,8 @@ async fn roles<C: GenericClient>(c: &C, only: Option<&str>) -> Result<Vec<Role>,
     let rows = c
         .query(
             "SELECT r.name,
-                    (SELECT COUNT(*) FROM user_roles ur WHERE ur.role_id = r.id),
+                    (SELECT COUNT(*) FROM (SELECT user_id FROM user_roles WHERE role_id = r.id
+                        UNION SELECT user_id FROM user_mapped_roles WHERE role_id = r.id) m),
                     (SELECT string_agg(p.name, ',' ORDER BY p.name) FROM permissions p
                         JOIN role_permissions rp ON rp.permission_id = p.id WHERE rp.role_id = r.id)
              FROM roles r WHERE ($1::TEXT IS NULL OR r.name = $1) ORDER BY r.name",

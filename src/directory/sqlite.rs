@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Credentials, Role, User};
+use super::{Credentials, ExternalUser, Provisioned, Role, User};
 use crate::clock;
 use crate::db::Db;
 use crate::error::Error;
@@ -31,7 +31,7 @@ impl SqliteDirectory {
                             "SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?1"
                         ),
                         [&username],
-                        |r| Ok((user_row(r)?, r.get::<_, String>(4)?)),
+                        |r| Ok((user_row(r)?, r.get::<_, String>(6)?)),
                     )
                     .optional()?;
                 let Some((mut user, password_hash)) = row else {
@@ -200,6 +200,62 @@ impl SqliteDirectory {
             .await
     }
 
+    /// Create or update a user of an external source; see [`super::Directory::provision`].
+    pub async fn provision(&self, incoming: ExternalUser) -> Result<Provisioned, Error> {
+        self.db
+            .call(move |c| {
+                let tx = crate::db::write_tx(c)?;
+                let now = clock::now();
+                let existing: Option<(i64, String, Option<String>)> = tx
+                    .query_row(
+                        "SELECT id, source, external_id FROM users WHERE username = ?1",
+                        [&incoming.username],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .optional()?;
+                let id = match existing {
+                    Some((_, source, id))
+                        if super::provision_conflict(&source, id.as_deref(), &incoming) =>
+                    {
+                        return Ok(Provisioned::Conflict {
+                            existing_source: source,
+                        });
+                    }
+                    Some((id, ..)) => {
+                        tx.execute(
+                            "UPDATE users SET external_id = ?2, synced_at = ?3, updated_at = ?3 WHERE id = ?1",
+                            params![id, incoming.external_id, now],
+                        )?;
+                        id
+                    }
+                    None => {
+                        tx.execute(
+                            "INSERT INTO users (username, password_hash, disabled, created_at, updated_at, source, external_id, synced_at)
+                             VALUES (?1, ?2, 0, ?3, ?3, ?4, ?5, ?3)",
+                            params![incoming.username, super::NO_PASSWORD, now, incoming.source, incoming.external_id],
+                        )?;
+                        tx.last_insert_rowid()
+                    }
+                };
+                tx.execute("DELETE FROM user_mapped_roles WHERE user_id = ?1", [id])?;
+                for role in &incoming.roles {
+                    tx.execute(
+                        "INSERT INTO roles (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                        params![role, now],
+                    )?;
+                    tx.execute(
+                        "INSERT INTO user_mapped_roles (user_id, role_id) SELECT ?1, id FROM roles WHERE name = ?2 ON CONFLICT DO NOTHING",
+                        params![id, role],
+                    )?;
+                }
+                let user = user_where(&tx, "id = ?1", id)?
+                    .ok_or_else(|| Error::Internal("user vanished after provisioning".to_owned()))?;
+                tx.commit()?;
+                Ok(Provisioned::User(user))
+            })
+            .await
+    }
+
     /// Delete a user (their refresh families go with them). Returns false if absent.
     pub async fn remove(&self, username: String) -> Result<bool, Error> {
         self.db
@@ -212,7 +268,7 @@ impl SqliteDirectory {
 }
 
 /// Columns read by [`user_row`], in order.
-const USER_COLUMNS: &str = "id, username, disabled, created_at";
+const USER_COLUMNS: &str = "id, username, disabled, created_at, source, external_id";
 
 /// A user from a row starting with [`USER_COLUMNS`]; roles and permissions are filled later.
 fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
@@ -223,6 +279,10 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
         roles: Vec::new(),
         permissions: Vec::new(),
         created_at: r.get(3)?,
+        source: r.get(4)?,
+        external_id: r.get(5)?,
+        granted_roles: Vec::new(),
+        mapped_roles: Vec::new(),
     })
 }
 
@@ -240,28 +300,30 @@ fn user_where<P: rusqlite::ToSql>(
     Ok(Some(user))
 }
 
-fn fill_access(c: &Connection, user: &mut User) -> Result<(), Error> {
-    user.roles = roles_of(c, user.id)?;
-    let mut stmt = c.prepare_cached(
-        "SELECT DISTINCT p.name FROM permissions p
-         JOIN role_permissions rp ON rp.permission_id = p.id
-         JOIN user_roles ur ON ur.role_id = rp.role_id
-         WHERE ur.user_id = ?1 ORDER BY p.name",
-    )?;
-    user.permissions = stmt
-        .query_map([user.id], |r| r.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(())
-}
+/// Role ids of a user: granted locally or mapped from their source's groups.
+const ROLE_IDS: &str = "SELECT role_id FROM user_roles WHERE user_id = ?1 UNION SELECT role_id FROM user_mapped_roles WHERE user_id = ?1";
 
-fn roles_of(c: &Connection, user_id: i64) -> Result<Vec<String>, Error> {
-    let mut stmt = c.prepare_cached(
+fn fill_access(c: &Connection, user: &mut User) -> Result<(), Error> {
+    let names = |sql: &str| -> Result<Vec<String>, Error> {
+        let mut stmt = c.prepare_cached(sql)?;
+        let rows = stmt
+            .query_map([user.id], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    };
+    user.granted_roles = names(
         "SELECT r.name FROM roles r JOIN user_roles ur ON ur.role_id = r.id WHERE ur.user_id = ?1 ORDER BY r.name",
     )?;
-    let roles = stmt
-        .query_map([user_id], |r| r.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(roles)
+    user.mapped_roles = names(
+        "SELECT r.name FROM roles r JOIN user_mapped_roles m ON m.role_id = r.id WHERE m.user_id = ?1 ORDER BY r.name",
+    )?;
+    user.permissions = names(&format!(
+        "SELECT DISTINCT p.name FROM permissions p
+         JOIN role_permissions rp ON rp.permission_id = p.id
+         WHERE rp.role_id IN ({ROLE_IDS}) ORDER BY p.name"
+    ))?;
+    user.roles = super::union(&user.granted_roles, &user.mapped_roles);
+    Ok(())
 }
 
 fn user_and_role(c: &Connection, username: &str, role: &str) -> Result<(i64, i64), Error> {
@@ -287,7 +349,8 @@ fn user_and_role(c: &Connection, username: &str, role: &str) -> Result<(i64, i64
 fn roles(c: &Connection, only: Option<&str>) -> Result<Vec<Role>, Error> {
     let mut stmt = c.prepare(
         "SELECT r.name,
-                (SELECT COUNT(*) FROM user_roles ur WHERE ur.role_id = r.id),
+                (SELECT COUNT(*) FROM (SELECT user_id FROM user_roles WHERE role_id = r.id
+                    UNION SELECT user_id FROM user_mapped_roles WHERE role_id = r.id)),
                 (SELECT GROUP_CONCAT(name, ',') FROM (SELECT p.name AS name FROM permissions p
                     JOIN role_permissions rp ON rp.permission_id = p.id
                     WHERE rp.role_id = r.id ORDER BY p.name))

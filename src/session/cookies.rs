@@ -17,6 +17,8 @@ pub struct CookieNames {
     pub login_csrf: String,
     /// Session id in `session.mode = "server"`.
     pub session: String,
+    /// An OpenID sign-in in progress: state, nonce, PKCE verifier and `next`, signed.
+    pub oidc: String,
     /// Read by dash-renderer from `document.cookie`, so it cannot be HttpOnly nor `__Host-`
     /// renamed: the name is Dash's.
     pub csrf: String,
@@ -31,6 +33,7 @@ impl CookieNames {
             refresh: format!("{prefix}dashgate-refresh"),
             login_csrf: format!("{prefix}dashgate-login-csrf"),
             session: format!("{prefix}dashgate-session"),
+            oidc: format!("{prefix}dashgate-oidc"),
             csrf: "_csrf_token".to_owned(),
             secure,
         }
@@ -43,6 +46,7 @@ impl CookieNames {
             &self.refresh,
             &self.login_csrf,
             &self.session,
+            &self.oidc,
             &self.csrf,
         ]
         .iter()
