@@ -145,3 +145,206 @@ fn urls_are_redacted_for_messages() {
     .unwrap_or_default();
     assert!(m.contains("store") && !m.contains("secret"), "{m}");
 }
+
+const AD: &str = r#"
+[ldap]
+url = "ldaps://dc1.corp.example.com"
+bind_dn = "CN=svc-dashgate,OU=Service Accounts,DC=corp,DC=example,DC=com"
+bind_password_file = "/run/secrets/ldap-bind-password"
+user_base = "DC=corp,DC=example,DC=com"
+user_filter = "(&(objectCategory=person)(objectClass=user)(sAMAccountName={username}))"
+
+[ldap.group_roles]
+"CN=Dash Admins, OU=Groups, DC=corp, DC=example, DC=com" = ["admin", "viewer"]
+"CN=Dash Viewers,OU=Groups,DC=corp,DC=example,DC=com" = "viewer"
+"#;
+
+#[test]
+fn ldap_source_from_file_and_env() -> Result<(), ConfigError> {
+    let c = load(Some(AD), &[], &[])?;
+    let ldap = c.ldap.as_ref().ok_or(ConfigError::Missing("ldap"))?;
+    assert_eq!(ldap.group_attribute, "memberOf");
+    assert_eq!(ldap.timeout, Duration::from_secs(5));
+    assert_eq!(
+        ldap.group_roles,
+        vec![
+            (
+                "cn=dash admins,ou=groups,dc=corp,dc=example,dc=com".to_owned(),
+                vec!["admin".to_owned(), "viewer".to_owned()]
+            ),
+            (
+                "cn=dash viewers,ou=groups,dc=corp,dc=example,dc=com".to_owned(),
+                vec!["viewer".to_owned()]
+            ),
+        ]
+    );
+    // Configured sources are tried local first by default.
+    assert_eq!(c.sources, vec![SourceKind::Local, SourceKind::Ldap]);
+    // The mapping can come from the environment, as JSON.
+    let c = load(
+        Some(AD),
+        &[
+            ("DASHGATE_LDAP_GROUP_ROLES", r#"{"cn=ops,dc=x": ["ops"]}"#),
+            ("DASHGATE_LOGIN_SOURCES", "ldap,local"),
+        ],
+        &[],
+    )?;
+    let ldap = c.ldap.as_ref().ok_or(ConfigError::Missing("ldap"))?;
+    assert_eq!(
+        ldap.group_roles,
+        vec![("cn=ops,dc=x".to_owned(), vec!["ops".to_owned()])]
+    );
+    assert_eq!(c.sources, vec![SourceKind::Ldap, SourceKind::Local]);
+    Ok(())
+}
+
+/// `key` is named in the error, with a message containing `says`.
+fn refused(file: &str, env: &[(&str, &str)], key: &str, says: &str) {
+    match load(Some(file), env, &[]) {
+        Err(ConfigError::Invalid {
+            key: k, message, ..
+        }) => {
+            assert_eq!(k, key, "{message}");
+            assert!(message.contains(says), "{key}: {message}");
+        }
+        other => assert!(false, "{key}: expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn ldap_mistakes_are_named() {
+    let plain = AD.replace("ldaps://dc1", "ldap://dc1");
+    refused(&plain, &[], "ldap.url", "unencrypted");
+    refused(
+        &AD.replace("ldaps://dc1.corp.example.com", "https://dc1"),
+        &[],
+        "ldap.url",
+        "expected ldaps://",
+    );
+    refused(
+        AD,
+        &[("DASHGATE_LDAP_START_TLS", "true")],
+        "ldap.start_tls",
+        "already TLS",
+    );
+    refused(
+        &AD.replace("{username}", "jdoe"),
+        &[],
+        "ldap.user_filter",
+        "{username}",
+    );
+    refused(
+        &AD.replace("bind_password_file = \"/run/secrets/ldap-bind-password\"\n", ""),
+        &[],
+        "ldap.bind_password_file",
+        "required",
+    );
+    refused(
+        &AD.replace("\"viewer\"\n", "\"Viewer Role!\"\n"),
+        &[],
+        "ldap.group_roles",
+        "Viewer Role!",
+    );
+    refused(
+        AD,
+        &[("DASHGATE_LDAP_GROUP_ROLES", "not json")],
+        "ldap.group_roles",
+        "JSON object",
+    );
+    refused(
+        AD,
+        &[("DASHGATE_LOGIN_SOURCES", "local,oidc")],
+        "login.sources",
+        "not configured",
+    );
+    refused(
+        AD,
+        &[("DASHGATE_LOGIN_SOURCES", "ldap,ldap")],
+        "login.sources",
+        "twice",
+    );
+    // StartTLS over ldap:// is fine, and plain ldap:// to this machine (tests, a sidecar).
+    assert!(load(Some(&plain), &[("DASHGATE_LDAP_START_TLS", "true")], &[]).is_ok());
+    let local = AD.replace("ldaps://dc1.corp.example.com", "ldap://127.0.0.1:3389");
+    assert!(load(Some(&local), &[], &[]).is_ok());
+}
+
+const OIDC: &str = r#"
+[oidc]
+issuer = "https://login.example.com/realms/corp"
+client_id = "dashgate"
+client_secret_file = "/run/secrets/oidc-client-secret"
+redirect_url = "https://dash.example.com/auth/oidc/callback"
+display_name = "Corp SSO"
+
+[oidc.claim_roles]
+"dash-admins" = ["admin"]
+"#;
+
+#[test]
+fn oidc_provider_from_file() -> Result<(), ConfigError> {
+    let c = load(Some(OIDC), &[], &[])?;
+    let o = c.oidc.as_ref().ok_or(ConfigError::Missing("oidc"))?;
+    assert_eq!(o.scopes, vec!["openid", "profile", "email"]);
+    assert_eq!(o.username_claim, "preferred_username");
+    assert_eq!(o.roles_claim, "groups");
+    assert_eq!(
+        o.post_logout_redirect_url,
+        "https://dash.example.com/auth/login"
+    );
+    assert_eq!(
+        o.claim_roles,
+        vec![("dash-admins".to_owned(), vec!["admin".to_owned()])]
+    );
+    assert!(!o.end_session);
+    assert_eq!(c.sources, vec![SourceKind::Local, SourceKind::Oidc]);
+    // Only the button: no password form.
+    let c = load(Some(OIDC), &[("DASHGATE_LOGIN_SOURCES", "oidc")], &[])?;
+    assert_eq!(c.sources, vec![SourceKind::Oidc]);
+    Ok(())
+}
+
+#[test]
+fn oidc_mistakes_are_named() {
+    refused(
+        &OIDC.replace("https://login", "http://login"),
+        &[],
+        "oidc.issuer",
+        "https://",
+    );
+    refused(
+        &OIDC.replace("/auth/oidc/callback", "/callback"),
+        &[],
+        "oidc.redirect_url",
+        "/auth/oidc/callback",
+    );
+    refused(
+        OIDC,
+        &[("DASHGATE_AUTH_PREFIX", "/sso")],
+        "oidc.redirect_url",
+        "/sso/oidc/callback",
+    );
+    refused(
+        OIDC,
+        &[("DASHGATE_OIDC_SCOPES", "profile,email")],
+        "oidc.scopes",
+        "openid",
+    );
+    refused(
+        &OIDC.replace("client_id = \"dashgate\"\n", ""),
+        &[],
+        "oidc.client_id",
+        "required",
+    );
+    refused(
+        &OIDC.replace("redirect_url = \"https://dash.example.com/auth/oidc/callback\"\n", ""),
+        &[],
+        "oidc.redirect_url",
+        "required",
+    );
+    // A provider on this machine may speak plain HTTP (development, the tests).
+    let local = OIDC
+        .replace("https://login.example.com", "http://127.0.0.1:9000")
+        .replace("https://dash.example.com", "http://localhost:4180");
+    assert!(load(Some(&local), &[], &[]).is_ok());
+}
