@@ -351,13 +351,16 @@ async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result
             let message = e.public_message();
             tracing::warn!(event = "login", result = "unavailable", error = %e, ip = %peer.ip());
             let next = redirect::safe_next(form.next.as_deref(), prefix);
-            return render_login(
+            let mut r = render_login(
                 gw,
                 &next,
                 canonical.as_deref().unwrap_or(""),
                 Some(&message),
                 StatusCode::SERVICE_UNAVAILABLE,
-            );
+            )?;
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return Ok(r);
         }
         (Err(e), _) => {
             if matches!(e, Error::DirectoryUnavailable { .. }) {

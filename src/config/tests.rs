@@ -234,7 +234,10 @@ fn ldap_mistakes_are_named() {
         "{username}",
     );
     refused(
-        &AD.replace("bind_password_file = \"/run/secrets/ldap-bind-password\"\n", ""),
+        &AD.replace(
+            "bind_password_file = \"/run/secrets/ldap-bind-password\"\n",
+            "",
+        ),
         &[],
         "ldap.bind_password_file",
         "required",
@@ -337,7 +340,10 @@ fn oidc_mistakes_are_named() {
         "required",
     );
     refused(
-        &OIDC.replace("redirect_url = \"https://dash.example.com/auth/oidc/callback\"\n", ""),
+        &OIDC.replace(
+            "redirect_url = \"https://dash.example.com/auth/oidc/callback\"\n",
+            "",
+        ),
         &[],
         "oidc.redirect_url",
         "required",

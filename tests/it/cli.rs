@@ -23,7 +23,7 @@ async fn users_lifecycle_on(opts: Options) -> TestResult {
     let out = gw.cli(&["users", "list"], None)?;
     assert!(out.status.success());
     assert!(
-        text(&out).contains("alice\tenabled\troles: admin, viewer"),
+        text(&out).contains("alice\tenabled\tlocal\troles: admin, viewer"),
         "{}",
         text(&out)
     );

@@ -38,8 +38,8 @@ async fn directory_on_postgres() -> TestResult {
     );
     let out = cli(&["users", "list"], None)?;
     assert!(
-        output_text(&out).contains("alice\tenabled\troles: admin")
-            && output_text(&out).contains("victor\tenabled\troles: viewer"),
+        output_text(&out).contains("alice\tenabled\tlocal\troles: admin")
+            && output_text(&out).contains("victor\tenabled\tlocal\troles: viewer"),
         "{}",
         output_text(&out)
     );
