@@ -136,6 +136,12 @@ pub async fn callback(
         tracing::info!(event = "login", source = oidc::SOURCE, result = "failure", reason = "provider_error", error = %error, ip = %peer.ip());
         return back_to_login(gw, &next, SIGN_IN_FAILED, StatusCode::UNAUTHORIZED);
     }
+    // RFC 9207: a provider that names itself in the answer must be ours (mix-up defence).
+    if query_param(req, "iss").is_some_and(|iss| iss != provider.config().issuer) {
+        gw.metrics.login("failure");
+        tracing::warn!(event = "login", source = oidc::SOURCE, result = "failure", reason = "iss_mismatch", ip = %peer.ip());
+        return back_to_login(gw, &next, SIGN_IN_FAILED, StatusCode::BAD_REQUEST);
+    }
     let Some(code) = query_param(req, "code").filter(|c| !c.is_empty() && c.len() <= 2048) else {
         return back_to_login(gw, &next, SIGN_IN_FAILED, StatusCode::BAD_REQUEST);
     };

@@ -63,6 +63,7 @@ pub struct Gateway {
     args: Vec<String>,
     /// The certificate to trust when the gateway serves TLS.
     pub ca: Option<String>,
+    fixed_port: Option<u16>,
 }
 
 pub struct Options {
@@ -73,6 +74,9 @@ pub struct Options {
     pub policy: Option<String>,
     /// PEM certificate and key: serve TLS, and trust this certificate in [`Gateway::client`].
     pub tls: Option<(String, String)>,
+    /// Listen on this port (for configuration that names the gateway's own URL, such as an
+    /// OpenID redirect URL); by default a free one is picked.
+    pub port: Option<u16>,
 }
 
 impl Options {
@@ -84,7 +88,13 @@ impl Options {
             config: None,
             policy: None,
             tls: None,
+            port: None,
         }
+    }
+
+    pub fn port(mut self, port: u16) -> Options {
+        self.port = Some(port);
+        self
     }
     pub fn env(mut self, k: &str, v: &str) -> Options {
         self.env.push((k.to_owned(), v.to_owned()));
@@ -157,6 +167,7 @@ impl Gateway {
             env,
             args,
             ca: opts.tls.as_ref().map(|(c, _)| c.clone()),
+            fixed_port: opts.port,
         };
         for (name, roles) in users {
             gw.add_user(name, PASSWORD, roles)?;
@@ -188,7 +199,7 @@ impl Gateway {
 
     async fn spawn(&mut self, upstream: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
         for _attempt in 0..5 {
-            let port = free_port();
+            let port = self.fixed_port.unwrap_or_else(free_port);
             let log = std::fs::File::create(&self.log)?;
             let mut c = self.command();
             c.arg("serve")
