@@ -43,6 +43,25 @@ pub fn add_page_security_headers(h: &mut HeaderMap) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
+/// Let this page's forms lead to `origin` too (`scheme://host[:port]`, checked here): the
+/// logout form, whose answer sends the browser on to the OpenID provider's end-session
+/// endpoint (browsers apply `form-action` to the redirects that follow a submission).
+pub fn allow_form_target(h: &mut HeaderMap, origin: &str) {
+    let safe = origin
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'.' | b'-' | b'[' | b']'));
+    if !safe || origin.is_empty() {
+        return;
+    }
+    let csp = CSP.replace(
+        "form-action 'self'",
+        &format!("form-action 'self' {origin}"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+}
+
 fn layout(title: &str, prefix: &str, body: &str) -> String {
     format!(
         r#"<!doctype html>
@@ -253,6 +272,32 @@ mod tests {
         assert!(!page.contains("<Corp>"));
         // The next path reaches the provider link form-encoded, then HTML-escaped.
         assert!(page.contains("/auth/oidc/start?next=%2Fx%22%3E%3Cscript%3E"));
+    }
+
+    #[test]
+    fn form_targets_are_origins_only() {
+        let csp = |origin: &str| {
+            let mut h = HeaderMap::new();
+            add_page_security_headers(&mut h);
+            allow_form_target(&mut h, origin);
+            h.get(header::CONTENT_SECURITY_POLICY)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .unwrap_or_default()
+        };
+        assert!(
+            csp("https://idp.example.com:8443")
+                .contains("form-action 'self' https://idp.example.com:8443;")
+        );
+        // Anything that could add a directive or a source list is ignored.
+        for bad in [
+            "https://x; script-src *",
+            "https://x 'unsafe-inline'",
+            "",
+            "https://x,y",
+        ] {
+            assert_eq!(csp(bad), CSP, "{bad:?}");
+        }
     }
 
     #[test]

@@ -346,6 +346,17 @@ impl Provider {
     }
 }
 
+/// `scheme://host[:port]` of a URL.
+pub fn origin_of(url: &str) -> Option<String> {
+    let uri = url.parse::<http::Uri>().ok()?;
+    Some(format!(
+        "{}://{}",
+        uri.scheme_str()?,
+        uri.authority()?.as_str()
+    ))
+    .filter(|o| !o.contains('@'))
+}
+
 /// Provider endpoints are https (http only on loopback, as for the issuer).
 fn check_endpoint(url: &str) -> Result<(), String> {
     let uri = url

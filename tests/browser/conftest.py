@@ -9,6 +9,10 @@ Starts, once per session:
     in a temp dir, the roles of the quickstart (admin: salaries:read +
     reports:read, viewer: reports:read) and two users (admin/admin,
     viewer/viewer) with random passwords given on stdin,
+  * a real OpenID provider (tests/oidc/provider.mjs: the npm package
+    oidc-provider on Node) with two accounts, ana (group dash-admins) and vic
+    (group dash-viewers); the gateway offers "Sign in with Test IdP" and maps
+    those groups to the admin and viewer roles,
 and, per test, a fresh headless Chromium (Debian's /usr/bin/chromium and
 /usr/bin/chromedriver) with its own profile.
 
@@ -17,6 +21,7 @@ Environment:
   DASH_PYTHON         interpreter for the Dash app (default: this interpreter)
   CHROMIUM_BIN        default /usr/bin/chromium
   CHROMEDRIVER_BIN    default /usr/bin/chromedriver
+  NODE_BIN            default: node on PATH
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +45,9 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DASH_APP = REPO_ROOT / "examples" / "dash_app" / "app.py"
 POLICY = REPO_ROOT / "examples" / "dash_app" / "policy.toml"
+OIDC_DIR = REPO_ROOT / "tests" / "oidc"
+# Accounts at the test OpenID provider: username -> groups (the gateway maps the groups).
+SSO_ACCOUNTS = {"ana": ["dash-admins"], "vic": ["dash-viewers"]}
 # role -> permissions, as scripts/quickstart creates them
 ROLE_PERMISSIONS = {
     "admin": ["salaries:read", "reports:read"],
@@ -124,6 +133,13 @@ class Gateway:
     passwords: dict[str, str] = field(default_factory=dict)
     roles: dict[str, list[str]] = field(default_factory=dict)
     jwks_url: str = ""
+    provider: "Provider | None" = None
+
+
+@dataclass
+class Provider:
+    issuer: str
+    passwords: dict[str, str] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="session")
@@ -210,7 +226,59 @@ def _cli(gateway_bin: Path, workdir: Path, *args: str, stdin: str | None = None)
 
 
 @pytest.fixture(scope="session")
-def gateway(gateway_bin: Path, workdir: Path, dash_app: str, gateway_port: int):
+def oidc_provider(workdir: Path, gateway_port: int):
+    """The npm `oidc-provider` on Node, with the gateway registered as a client."""
+    if not (OIDC_DIR / "node_modules" / "oidc-provider").is_dir():
+        subprocess.run(
+            ["npm", "ci", "--prefix", str(OIDC_DIR), "--no-audit", "--no-fund"],
+            check=True, capture_output=True, timeout=600,
+        )
+    port = free_port()
+    while port == gateway_port:
+        port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    gateway = f"http://127.0.0.1:{gateway_port}"
+    passwords = {name: secrets.token_urlsafe(12) for name in SSO_ACCOUNTS}
+    (workdir / "oidc-client-secret").write_text(secrets.token_urlsafe(24) + "\n")
+    config = {
+        "port": port,
+        "issuer": issuer,
+        "keys_file": str(workdir / "oidc-keys.json"),
+        "clients": [{
+            "client_id": "dashgate",
+            "client_secret": (workdir / "oidc-client-secret").read_text().strip(),
+            "token_endpoint_auth_method": "client_secret_basic",
+            "redirect_uris": [f"{gateway}/auth/oidc/callback"],
+            "post_logout_redirect_uris": [f"{gateway}/auth/login"],
+        }],
+        "accounts": [
+            {"sub": f"sub-{name}", "username": name, "password": passwords[name],
+             "email": f"{name}@example.com", "name": name.title(), "groups": groups}
+            for name, groups in SSO_ACCOUNTS.items()
+        ],
+    }
+    config_file = workdir / "oidc-provider.json"
+    config_file.write_text(json.dumps(config))
+    log = workdir / "oidc-provider.log"
+    _LOGS["oidc provider"] = log
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [os.environ.get("NODE_BIN", "node"), str(OIDC_DIR / "provider.mjs"), str(config_file)],
+            cwd=OIDC_DIR,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until_ready(issuer + "/.well-known/openid-configuration", proc, "OpenID provider", expect_status=200)
+        yield Provider(issuer=issuer, passwords=passwords)
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="session")
+def gateway(gateway_bin: Path, workdir: Path, dash_app: str, gateway_port: int, oidc_provider: Provider):
     passwords = {"admin": secrets.token_urlsafe(18), "viewer": secrets.token_urlsafe(18)}
     roles = {"admin": ["admin"], "viewer": ["viewer"]}
     for role, perms in ROLE_PERMISSIONS.items():
@@ -229,9 +297,27 @@ def gateway(gateway_bin: Path, workdir: Path, dash_app: str, gateway_port: int):
         RUST_BACKTRACE="1",
     )
     env.setdefault("RUST_LOG", "info")
+    config_file = workdir / "dashgate.toml"
+    config_file.write_text(
+        f"""
+[oidc]
+issuer = "{oidc_provider.issuer}"
+client_id = "dashgate"
+client_secret_file = "{workdir / 'oidc-client-secret'}"
+redirect_url = "http://127.0.0.1:{port}/auth/oidc/callback"
+scopes = ["openid", "profile", "email", "groups"]
+display_name = "Test IdP"
+end_session = true
+
+[oidc.claim_roles]
+"dash-admins" = ["admin"]
+"dash-viewers" = ["viewer"]
+"""
+    )
     cmd = [
         str(gateway_bin),
         "serve",
+        "--config", str(config_file),
         "--listen", f"127.0.0.1:{port}",
         "--upstream", dash_app,
         "--database", "sqlite://dashgate.db",  # relative to cwd = workdir
@@ -259,6 +345,7 @@ def gateway(gateway_bin: Path, workdir: Path, dash_app: str, gateway_port: int):
             passwords=passwords,
             roles=roles,
             jwks_url=f"{url}/auth/jwks.json",
+            provider=oidc_provider,
         )
     finally:
         stop(proc)

@@ -605,6 +605,20 @@ async fn logout_can_end_the_provider_session() -> TestResult {
     let sso = Sso::start(accounts(), &[], "", "end_session = true", false).await?;
     let gw = &sso.gw;
     let (_, jar) = sso.sign_in("jane", "/").await?;
+    // The confirmation form may lead on to the provider (CSP form-action covers redirects).
+    let page = gw
+        .client()
+        .get(gw.url("/auth/logout"))
+        .header("cookie", jar.header())
+        .send()
+        .await?;
+    let csp = page.headers()["content-security-policy"]
+        .to_str()?
+        .to_owned();
+    assert!(
+        csp.contains(&format!("form-action 'self' {};", sso.op.issuer())),
+        "{csp}"
+    );
     let r = gw
         .client()
         .post(gw.url("/auth/logout"))
