@@ -295,6 +295,7 @@ impl Provider {
         ) else {
             return Ok(());
         };
+        tracing::debug!("reading claims missing from the ID token at the userinfo endpoint");
         let info = self.get_json(url, Some(access)).await?;
         if info.get("sub") != claims.get("sub") {
             return Err(outage("userinfo", "its sub is not the ID token's"));

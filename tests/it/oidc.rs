@@ -750,3 +750,22 @@ async fn without_a_provider_there_is_no_button() -> TestResult {
     assert!(!page.contains("oidc/start"));
     Ok(())
 }
+
+/// A provider that keeps profile and groups out of the ID token: the gateway reads them from
+/// the userinfo endpoint (whose `sub` must be the ID token's).
+#[tokio::test]
+async fn claims_missing_from_the_id_token_come_from_userinfo() -> TestResult {
+    let mut sso = Sso::default().await?;
+    sso.op.restart_with_minimal_id_tokens().await?;
+    let (r, jar) = sso.sign_in("jane", "/").await?;
+    assert_eq!(r.status(), 303, "{}", sso.gw.log());
+    let info = sso.userinfo(&jar).await?;
+    assert_eq!(info["sub"], "jane");
+    assert_eq!(info["roles"], serde_json::json!(["admin", "analyst"]));
+    assert!(
+        sso.gw.log().contains("at the userinfo endpoint"),
+        "{}",
+        sso.gw.log()
+    );
+    Ok(())
+}

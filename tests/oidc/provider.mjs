@@ -11,6 +11,8 @@
 //   rotate                       if true: add a new key first (it signs), keep the old ones
 //                                published, and write the file back
 //   id_token_ttl_seconds         optional, default 3600
+//   minimal_id_tokens            optional: if true, profile, email and groups claims are only
+//                                at the userinfo endpoint, not in the ID token
 //
 // Prints `READY <issuer>` on stdout once listening; exits 0 on SIGTERM.
 //
@@ -88,7 +90,7 @@ const provider = new Provider(config.issuer, {
   },
   // By default the ID token of the code flow carries only sub and the protocol claims (the
   // rest is for userinfo); a relying party that reads only the ID token wants them all.
-  conformIdTokenClaims: false,
+  conformIdTokenClaims: Boolean(config.minimal_id_tokens),
 
   // PKCE for every client, not only public ones (oidc-provider only knows S256).
   pkce: { required: () => true },

@@ -132,6 +132,8 @@ pub struct OidcProvider {
     clients: serde_json::Value,
     accounts: serde_json::Value,
     id_token_ttl_seconds: Option<u64>,
+    /// Profile, email and groups only at the userinfo endpoint, not in ID tokens.
+    minimal_id_tokens: bool,
     /// The provider's cookies in the one browser that [`OidcProvider::sign_in`] plays.
     browser: Mutex<Jar>,
 }
@@ -162,6 +164,7 @@ impl OidcProvider {
             clients,
             accounts,
             id_token_ttl_seconds,
+            minimal_id_tokens: false,
             browser: Mutex::new(Jar::default()),
         };
         // The port is free when picked, not necessarily when Node binds it: try another if
@@ -212,6 +215,7 @@ impl OidcProvider {
             "keys_file": self.keys_file(),
             "rotate": rotate,
             "id_token_ttl_seconds": self.id_token_ttl_seconds,
+            "minimal_id_tokens": self.minimal_id_tokens,
         });
         let config_path = self.dir.path().join("config.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
@@ -250,6 +254,12 @@ impl OidcProvider {
             self.log()
         )
         .into())
+    }
+
+    /// Restart issuing ID tokens with only the required claims (the rest at userinfo).
+    pub async fn restart_with_minimal_id_tokens(&mut self) -> Res<()> {
+        self.minimal_id_tokens = true;
+        self.restart().await
     }
 
     /// Kill the provider (its sessions, codes and grants are lost; its keys are kept).
