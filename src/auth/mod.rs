@@ -604,15 +604,8 @@ async fn logout_page(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, 
             username.as_deref(),
         ),
     );
-    if let Some(provider) = gw.oidc.as_deref().filter(|p| p.config().end_session) {
-        if let Some(origin) = provider
-            .end_session_url()
-            .await
-            .as_deref()
-            .and_then(crate::oidc::origin_of)
-        {
-            pages::allow_form_target(r.headers_mut(), &origin);
-        }
+    if let Some(provider) = gw.oidc.as_deref() {
+        pages::allow_form_targets(r.headers_mut(), &provider.end_session_origins());
     }
     add_cookies(&mut r, set);
     Ok(r)

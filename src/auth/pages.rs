@@ -43,19 +43,28 @@ pub fn add_page_security_headers(h: &mut HeaderMap) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
-/// Let this page's forms lead to `origin` too (`scheme://host[:port]`, checked here): the
-/// logout form, whose answer sends the browser on to the OpenID provider's end-session
-/// endpoint (browsers apply `form-action` to the redirects that follow a submission).
-pub fn allow_form_target(h: &mut HeaderMap, origin: &str) {
-    let safe = origin
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'.' | b'-' | b'[' | b']'));
-    if !safe || origin.is_empty() {
+/// Let this page's forms lead to these origins too (`scheme://host[:port]`, checked here; any
+/// other is ignored): the logout form, whose answer sends the browser on to the OpenID
+/// provider's end-session endpoint (browsers apply `form-action` to the redirects that follow a
+/// submission).
+pub fn allow_form_targets(h: &mut HeaderMap, origins: &[String]) {
+    let safe: Vec<&str> = origins
+        .iter()
+        .map(String::as_str)
+        .filter(|o| {
+            !o.is_empty()
+                && o.bytes().all(|b| {
+                    b.is_ascii_alphanumeric()
+                        || matches!(b, b':' | b'/' | b'.' | b'-' | b'[' | b']')
+                })
+        })
+        .collect();
+    if safe.is_empty() {
         return;
     }
     let csp = CSP.replace(
         "form-action 'self'",
-        &format!("form-action 'self' {origin}"),
+        &format!("form-action 'self' {}", safe.join(" ")),
     );
     if let Ok(v) = HeaderValue::from_str(&csp) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
@@ -279,7 +288,7 @@ mod tests {
         let csp = |origin: &str| {
             let mut h = HeaderMap::new();
             add_page_security_headers(&mut h);
-            allow_form_target(&mut h, origin);
+            allow_form_targets(&mut h, &[origin.to_owned()]);
             h.get(header::CONTENT_SECURITY_POLICY)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
@@ -298,6 +307,24 @@ mod tests {
         ] {
             assert_eq!(csp(bad), CSP, "{bad:?}");
         }
+        let mut h = HeaderMap::new();
+        allow_form_targets(
+            &mut h,
+            &[
+                "https://a.example".to_owned(),
+                "https://b; script-src *".to_owned(),
+                "http://127.0.0.1:9".to_owned(),
+            ],
+        );
+        let both = h
+            .get(header::CONTENT_SECURITY_POLICY)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(
+            both.contains("form-action 'self' https://a.example http://127.0.0.1:9;"),
+            "{both}"
+        );
+        assert!(!both.contains("script-src"));
     }
 
     #[test]

@@ -69,7 +69,13 @@ pub async fn check(
                         );
                         return Ok(Checked::Refused("ambiguous"));
                     }
-                    Verdict::Refused => return Ok(Checked::Refused("bad_password")),
+                    Verdict::Refused => {
+                        // Cost what an unknown name costs (directory search + one hash).
+                        if local {
+                            gw.hasher.verify(password, None).await?;
+                        }
+                        return Ok(Checked::Refused("bad_password"));
+                    }
                     Verdict::Accepted(found) => {
                         tracing::debug!(user = name, groups = ?found.groups, roles = ?found.roles, "ldap groups");
                         let external = ExternalUser {

@@ -347,6 +347,29 @@ impl Provider {
     }
 }
 
+impl Provider {
+    /// Origins the logout form's answer may send the browser to, without any network call
+    /// (the logout page must not wait for a provider that is down): the issuer's, and the
+    /// end-session endpoint's when discovery has already named it.
+    pub fn end_session_origins(&self) -> Vec<String> {
+        if !self.config.end_session {
+            return Vec::new();
+        }
+        let mut origins: Vec<String> = origin_of(&self.config.issuer).into_iter().collect();
+        let cached = self
+            .metadata
+            .try_read()
+            .ok()
+            .and_then(|m| m.as_ref().and_then(|m| m.end_session_endpoint.clone()));
+        if let Some(o) = cached.as_deref().and_then(origin_of) {
+            if !origins.contains(&o) {
+                origins.push(o);
+            }
+        }
+        origins
+    }
+}
+
 /// `scheme://host[:port]` of a URL.
 pub fn origin_of(url: &str) -> Option<String> {
     let uri = url.parse::<http::Uri>().ok()?;
