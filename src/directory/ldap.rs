@@ -72,10 +72,18 @@ impl LdapSource {
     pub fn new(config: LdapConfig) -> Result<LdapSource, Error> {
         let tls = crate::tls::client_config(config.ca_file.as_deref())
             .map_err(|e| Error::Internal(format!("ldap.ca_file: {e}")))?;
-        Ok(LdapSource {
+        let source = LdapSource {
             config: Arc::new(config),
             tls,
-        })
+        };
+        // A missing secret is a deployment mistake: say so at start, not at the first sign-in.
+        if !source.config.bind_dn.is_empty() {
+            source.bind_password().map_err(|e| match e {
+                Error::DirectoryUnavailable { detail, .. } => Error::Internal(detail),
+                other => other,
+            })?;
+        }
+        Ok(source)
     }
 
     pub fn config(&self) -> &LdapConfig {

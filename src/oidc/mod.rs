@@ -86,12 +86,18 @@ impl Provider {
             .user_agent(concat!("dashgate/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Internal(format!("OpenID HTTP client: {e}")))?;
-        Ok(Provider {
+        let provider = Provider {
             config,
             http,
             metadata: RwLock::new(None),
             keys: RwLock::new(Arc::new(Vec::new())),
-        })
+        };
+        // A missing secret is a deployment mistake: say so at start, not at the first sign-in.
+        provider.client_secret().map_err(|e| match e {
+            Error::DirectoryUnavailable { detail, .. } => Error::Internal(detail),
+            other => other,
+        })?;
+        Ok(provider)
     }
 
     pub fn config(&self) -> &OidcConfig {

@@ -590,3 +590,55 @@ async fn directory_users_are_provisioned_on_postgres() -> TestResult {
     assert!(show(&gw, "admin")?.contains("source:   local"));
     Ok(())
 }
+
+/// A secret file that is not there stops `serve` at once with a message naming it, rather than
+/// failing every sign-in later; the OpenID client secret likewise.
+#[tokio::test]
+async fn missing_secret_files_stop_the_start() -> TestResult {
+    let up = Upstream::start().await?;
+    let gw = Gateway::start(&up.url, &[]).await?;
+    let cases = [
+        (
+            "DASHGATE_LDAP_BIND_PASSWORD_FILE",
+            vec![
+                ("DASHGATE_LDAP_URL", "ldaps://127.0.0.1:1"),
+                ("DASHGATE_LDAP_BIND_DN", SERVICE_DN),
+                ("DASHGATE_LDAP_USER_BASE", PEOPLE_DN),
+            ],
+        ),
+        (
+            "DASHGATE_OIDC_CLIENT_SECRET_FILE",
+            vec![
+                ("DASHGATE_OIDC_ISSUER", "http://127.0.0.1:1"),
+                ("DASHGATE_OIDC_CLIENT_ID", "dashgate"),
+                (
+                    "DASHGATE_OIDC_REDIRECT_URL",
+                    "http://127.0.0.1:2/auth/oidc/callback",
+                ),
+            ],
+        ),
+    ];
+    for (file_var, env) in cases {
+        let missing = gw.dir.path().join("no-such-secret");
+        let mut c = std::process::Command::new(BIN);
+        c.current_dir(gw.dir.path())
+            .args(["serve", "--listen", "127.0.0.1:0", "--upstream", &up.url])
+            .env(
+                "DASHGATE_DATABASE_URL",
+                format!("sqlite://{}", gw.dir.path().join("other.db").display()),
+            )
+            .env("DASHGATE_KEYS_DIR", gw.dir.path().join("keys"))
+            .env(file_var, &missing);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output()?;
+        assert!(!out.status.success(), "{file_var}");
+        assert!(
+            output_text(&out).contains(&missing.display().to_string()),
+            "{file_var}: {}",
+            output_text(&out)
+        );
+    }
+    Ok(())
+}
