@@ -23,6 +23,7 @@ use crate::error::Error;
 use crate::http_util::{Response, full, json, redirect, wants_html};
 use crate::policy::path::{NormalPath, normalize};
 use crate::policy::{PolicyHandle, Subject, Verdict, dash};
+use crate::proxy::filter::{self, Filter};
 use crate::proxy::{Proxy, headers as proxy_headers, is_upgrade, read_body};
 use crate::session::cookies::CookieNames;
 use crate::session::{Outcome, Via, csrf, secs};
@@ -582,6 +583,13 @@ async fn pass(
         user.as_deref(),
     )?;
 
+    // Components this user may not see come out of what the app sends (dash_components).
+    let hidden = policy.hidden_components(who);
+    let filter = hidden.as_ref().and_then(|_| {
+        let navigation = wants_html(req.headers(), req.uri().path());
+        Filter::for_request(&path, &method, navigation)
+    });
+
     let upgrade = is_upgrade(&req);
     if upgrade {
         // Cross-site WebSocket hijacking: browsers send cookies on cross-site handshakes.
@@ -617,6 +625,10 @@ async fn pass(
     };
 
     proxy_headers::sanitize_request(&mut parts.headers, &gw.cookies);
+    if filter.is_some() {
+        // An answer the gateway must read comes uncompressed.
+        parts.headers.remove(header::ACCEPT_ENCODING);
+    }
     if session.as_ref().is_some_and(|s| s.via == Via::Bearer) {
         // The token is the gateway's, not the app's.
         parts.headers.remove(header::AUTHORIZATION);
@@ -671,6 +683,23 @@ async fn pass(
         .await?;
     gw.metrics.upstream_latency(started.elapsed());
     strip_our_set_cookies(&mut resp, &gw.cookies);
+    if let Some(filter) = filter {
+        let limits = &gw.config.limits;
+        let read = filter::read(
+            resp,
+            filter,
+            limits.max_inspect_bytes,
+            limits.upstream_timeout,
+        )
+        .await?;
+        resp = match (read, &hidden) {
+            (filter::Read::Whole(parts, bytes), Some(hidden)) => {
+                filter::rewrite(parts, bytes, hidden, filter)?
+            }
+            (filter::Read::Whole(parts, bytes), None) => Response::from_parts(parts, full(bytes)),
+            (filter::Read::Untouched(r), _) => r,
+        };
+    }
     Ok(resp)
 }
 

@@ -15,6 +15,13 @@ file) lets only role `admin` reach `/admin` - as a page load AND as Dash Pages
 client-side navigation - and only permission `salaries:read` run the callback
 that fills `salary-table`. The app checks the same again (defence in depth).
 
+The operations panel (`ops-panel`) has NO role logic at all: the app puts it in
+every user's layout, and the gateway removes it (and everything in it) from the
+answers of users without the admin role (`dash_components = ["ops-*"]` in the
+policy), so its data never reaches their browser; its callback is refused to
+them too. `suppress_callback_exceptions=True` (set below) keeps the renderer
+quiet about callbacks whose components are not in a user's layout.
+
 Never expose this app directly: it listens on 127.0.0.1 only, and anyone who
 can reach it without the gateway in front could forge the plain headers.
 
@@ -229,6 +236,25 @@ def admin_panel() -> html.Div:
     )
 
 
+def ops_panel() -> html.Div:
+    """Operations data for admins only - decided by the gateway, not here."""
+    return html.Div(
+        id="ops-panel",
+        style={**CARD, "borderLeft": "4px solid #0891b2", "marginTop": "16px"},
+        children=[
+            html.P("Operations", style={**LABEL, "color": "#0891b2"}),
+            html.H3("On call and error budget", style={"margin": "0 0 8px"}),
+            html.P(
+                id="ops-oncall",
+                children="On call: Grete Lund, +49 30 5550 1234. Error budget left this month: 41 minutes.",
+                style={"margin": "0 0 10px", "color": "#4b5563"},
+            ),
+            html.Button("Page the on-call engineer", id="ops-page", n_clicks=0, style=BUTTON),
+            html.P(id="ops-status", children="Nobody paged yet", style={"margin": "10px 0 0"}),
+        ],
+    )
+
+
 def shell() -> html.Div:
     """The page frame. A function: Dash calls it for every `_dash-layout` request.
 
@@ -279,6 +305,7 @@ def shell() -> html.Div:
                     ),
                     dash.page_container,
                     *([admin_panel()] if is_admin else []),
+                    ops_panel(),
                 ],
             ),
         ],
@@ -304,6 +331,16 @@ def home_layout(**_query) -> html.Div:
                         html.P("Server callback", style=LABEL),
                         html.Button("Run job", id="run", n_clicks=0, style=BUTTON),
                         html.P(id="result", children="Not run yet", style={"margin": "10px 0 0", "color": "#374151"}),
+                    ),
+                    # Inside a Dash Pages page: the gateway removes it from the Pages
+                    # callback's answer for non-admins (policy: dash_components "ops-*").
+                    html.Div(
+                        id="ops-summary",
+                        style=CARD,
+                        children=[
+                            html.P("Operations", style=LABEL),
+                            html.P("Error budget left: 41 minutes", style=BIG),
+                        ],
                     ),
                 ],
             ),
@@ -335,6 +372,16 @@ def run_job(n_clicks: int) -> str:
     # the layout: it proves the POST went through the gateway.
     user = current_user()
     return f"Run {n_clicks or 0} by {user.username if user else 'anonymous'}"
+
+
+@app.callback(
+    Output("ops-status", "children"),
+    Input("ops-page", "n_clicks"),
+    prevent_initial_call=True,
+)
+def page_on_call(n_clicks: int) -> str:
+    user = current_user()
+    return f"Paged {n_clicks or 0} time(s) by {user.username if user else 'anonymous'}"
 
 
 @app.callback(

@@ -1,10 +1,13 @@
-//! Authorization policy: ordered path rules (first match wins) and Dash callback-output rules
-//! (every matching rule must pass), loaded from a TOML file, validated with errors that name
-//! the rule and the field, and reloaded without a restart.
+//! Authorization policy: ordered path rules (first match wins), Dash callback-output rules
+//! (every matching rule must pass) and Dash component rules (components a user may not see are
+//! removed from layouts and callback answers, and their callbacks refused), loaded from a TOML
+//! file, validated with errors that name the rule and the field, and reloaded without a
+//! restart.
 
 pub mod dash;
 pub mod matcher;
 pub mod path;
+pub mod prune;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -62,6 +65,8 @@ pub struct Rule {
     pub permissions: Vec<String>,
     /// Only for these methods (None: all).
     pub methods: Option<Vec<Method>>,
+    /// `dash_components` rules: what stands in for a removed component (None: nothing).
+    pub placeholder: Option<String>,
 }
 
 impl Rule {
@@ -106,6 +111,9 @@ pub struct Policy {
     paths: PathMatcher,
     exact_outputs: HashMap<String, Vec<usize>>,
     pattern_outputs: Vec<(OutputPattern, usize)>,
+    /// `dash_components` rules: string ids, and other patterns.
+    exact_components: HashMap<String, Vec<usize>>,
+    pattern_components: Vec<(OutputPattern, usize)>,
     restricts_paths: bool,
 }
 
@@ -117,6 +125,8 @@ impl std::default::Default for Policy {
             paths: PathMatcher::default(),
             exact_outputs: HashMap::new(),
             pattern_outputs: Vec::new(),
+            exact_components: HashMap::new(),
+            pattern_components: Vec::new(),
             restricts_paths: false,
         }
     }
@@ -179,10 +189,12 @@ impl Policy {
         const FIELDS: &[&str] = &[
             "paths",
             "dash_outputs",
+            "dash_components",
             "public",
             "roles",
             "permissions",
             "methods",
+            "placeholder",
         ];
         if let Some(unknown) = t.keys().find(|k| !FIELDS.contains(&k.as_str())) {
             return Err(format!(
@@ -248,14 +260,27 @@ impl Policy {
             );
         }
         let paths = strings("paths")?;
-        let has_outputs = t.contains_key("dash_outputs");
-        match (&paths, has_outputs) {
-            (Some(_), true) => {
-                return Err("has both `paths` and `dash_outputs`; write two rules".to_owned());
-            }
-            (None, false) => return Err("needs `paths` or `dash_outputs`".to_owned()),
-            _ => {}
+        let kinds: Vec<&str> = ["paths", "dash_outputs", "dash_components"]
+            .into_iter()
+            .filter(|k| t.contains_key(*k))
+            .collect();
+        match kinds.as_slice() {
+            [_] => {}
+            [] => return Err("needs `paths`, `dash_outputs` or `dash_components`".to_owned()),
+            [a, b, ..] => return Err(format!("has both `{a}` and `{b}`; write two rules")),
         }
+        let placeholder = match t.get("placeholder") {
+            None => None,
+            Some(_) if !t.contains_key("dash_components") => {
+                return Err("field `placeholder`: only for `dash_components` rules".to_owned());
+            }
+            Some(Value::String(p)) => Some(p.clone()),
+            Some(other) => {
+                return Err(format!(
+                    "field `placeholder`: expected a string, got {other}"
+                ));
+            }
+        };
         let idx = self.rules.len();
         if let Some(paths) = paths {
             if paths.is_empty() {
@@ -267,28 +292,41 @@ impl Policy {
                 self.paths.insert(&pattern, idx);
             }
         } else {
+            let field = kinds.first().copied().unwrap_or("dash_outputs");
             if public {
-                return Err("field `public`: not allowed on `dash_outputs` rules".to_owned());
+                return Err(format!("field `public`: not allowed on `{field}` rules"));
             }
             if methods.is_some() {
-                return Err(
-                    "field `methods`: not allowed on `dash_outputs` rules (callbacks are POSTs)"
-                        .to_owned(),
-                );
+                return Err(format!(
+                    "field `methods`: not allowed on `{field}` rules (callbacks are POSTs)"
+                ));
             }
             if roles.is_empty() && permissions.is_empty() {
-                return Err("field `dash_outputs`: needs `roles` or `permissions`".to_owned());
+                return Err(format!("field `{field}`: needs `roles` or `permissions`"));
             }
-            let Some(Value::Array(items)) = t.get("dash_outputs") else {
-                return Err("field `dash_outputs`: expected a list".to_owned());
+            let Some(Value::Array(items)) = t.get(field) else {
+                return Err(format!("field `{field}`: expected a list"));
             };
             if items.is_empty() {
-                return Err("field `dash_outputs`: must not be empty".to_owned());
+                return Err(format!("field `{field}`: must not be empty"));
             }
+            let components = field == "dash_components";
             for item in items {
-                match parse_output_pattern(item)
-                    .map_err(|m| format!("field `dash_outputs`: {m}"))?
-                {
+                let pattern =
+                    parse_output_pattern(item).map_err(|m| format!("field `{field}`: {m}"))?;
+                // A component nobody may see here cannot be written by its callbacks either:
+                // the component rule is an output rule too.
+                if components {
+                    match &pattern {
+                        OutputPattern::Glob(g) if !g.contains('*') => self
+                            .exact_components
+                            .entry(g.clone())
+                            .or_default()
+                            .push(idx),
+                        p => self.pattern_components.push((p.clone(), idx)),
+                    }
+                }
+                match pattern {
                     OutputPattern::Glob(g) if !g.contains('*') => {
                         self.exact_outputs.entry(g).or_default().push(idx)
                     }
@@ -302,6 +340,7 @@ impl Policy {
             roles,
             permissions,
             methods,
+            placeholder,
         });
         Ok(())
     }
@@ -377,6 +416,34 @@ impl Policy {
     pub fn rule_count(&self) -> usize {
         self.rules.len()
     }
+
+    /// Are there `dash_components` rules at all?
+    pub fn has_component_rules(&self) -> bool {
+        !self.exact_components.is_empty() || !self.pattern_components.is_empty()
+    }
+
+    /// The components `who` (None: anonymous) may not see, or None when every component rule
+    /// allows them (then nothing needs to be read or changed).
+    pub fn hidden_components(self: &Arc<Self>, who: Option<&dyn Subject>) -> Option<prune::Hidden> {
+        if !self.has_component_rules() {
+            return None;
+        }
+        let denied: Vec<bool> = self
+            .rules
+            .iter()
+            .map(|r| who.is_none_or(|w| !r.allows(w)))
+            .collect();
+        let any = self
+            .exact_components
+            .values()
+            .flatten()
+            .chain(self.pattern_components.iter().map(|(_, i)| i))
+            .any(|i| denied.get(*i).copied().unwrap_or(false));
+        any.then(|| prune::Hidden {
+            policy: Arc::clone(self),
+            denied,
+        })
+    }
 }
 
 fn label(t: &toml::Table) -> String {
@@ -444,30 +511,35 @@ fn parse_output_pattern(v: &Value) -> Result<OutputPattern, String> {
 fn output_matches(p: &OutputPattern, id: &ComponentId, canonical: &str) -> bool {
     match (p, id) {
         (OutputPattern::Glob(g), _) => glob(g, canonical),
-        (OutputPattern::Dict(pairs), ComponentId::Dict(m)) => {
-            pairs.iter().all(|(k, want)| match (m.get(k), want) {
-                (None, _) => false,
-                // ["MATCH"], ["ALL"], ["ALLSMALLER"] in a callback key stand for any value.
-                (Some(Json::Array(_)), _) => true,
-                (Some(Json::String(have)), Json::String(w)) => glob(w, have),
-                (Some(Json::Number(have)), Json::Number(w)) => have.as_f64() == w.as_f64(),
-                (Some(have), w) => have == w,
-            })
-        }
+        (OutputPattern::Dict(pairs), ComponentId::Dict(m)) => dict_matches(pairs, m),
         (OutputPattern::Dict(_), ComponentId::Str(_)) => false,
     }
 }
 
-/// `*` matches any run of characters (including none); everything else is literal.
+/// Does a dict id have these keys with these values (strings may use `*`)?
+fn dict_matches(pairs: &[(String, Json)], m: &serde_json::Map<String, Json>) -> bool {
+    pairs.iter().all(|(k, want)| match (m.get(k), want) {
+        (None, _) => false,
+        // ["MATCH"], ["ALL"], ["ALLSMALLER"] in a callback key stand for any value.
+        (Some(Json::Array(_)), _) => true,
+        (Some(Json::String(have)), Json::String(w)) => glob(w, have),
+        (Some(Json::Number(have)), Json::Number(w)) => have.as_f64() == w.as_f64(),
+        (Some(have), w) => have == w,
+    })
+}
+
+/// `*` matches any run of characters (including none); everything else is literal. Works on
+/// bytes without allocating: `*` is ASCII, and a literal run of a valid UTF-8 pattern can only
+/// match at a character boundary of the text.
 pub fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
     let (mut pi, mut ti) = (0, 0);
     let (mut star, mut mark) = (None, 0);
     while ti < t.len() {
-        if pi < p.len() && p[pi] != '*' && p[pi] == t[ti] {
+        if pi < p.len() && p[pi] != b'*' && p[pi] == t[ti] {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == b'*' {
             star = Some(pi);
             mark = ti;
             pi += 1;
@@ -479,7 +551,7 @@ pub fn glob(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    p[pi..].iter().all(|c| *c == b'*')
 }
 
 /// The live policy, swapped atomically on reload.

@@ -386,6 +386,8 @@ def driver(tmp_path: Path):
         f"--user-data-dir={profile}",
     ):
         opts.add_argument(arg)
+    # Network events, so a test can read the answers the browser received (test_pruning.py).
+    opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     service = Service(executable_path=chromedriver, log_output=str(tmp_path / "chromedriver.log"))
     drv = webdriver.Chrome(service=service, options=opts)
     drv.set_page_load_timeout(30)

@@ -1,0 +1,436 @@
+//! Removing the components a user may not see (`dash_components` rules) from what the Dash
+//! app sends: the `_dash-layout` tree, the component trees inside `_dash-update-component`
+//! answers (Dash Pages content among them) and their `sideUpdate`s, and the
+//! `validation_layout` an index page may embed in `_dash-config`. A removed component's props
+//! and children never leave the gateway; in a list of children it disappears (or becomes the
+//! rule's placeholder text), anywhere else it becomes `null` (or the placeholder).
+//!
+//! A component is a JSON object with a string `type`, a string `namespace` and an object
+//! `props`; its id is `props.id`, a string or a pattern-matching dict.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value as Json};
+
+use super::{OutputPattern, Policy, Rule, dict_matches, glob};
+
+/// The `dash_components` rules one user fails, from [`Policy::hidden_components`].
+pub struct Hidden {
+    pub(super) policy: Arc<Policy>,
+    /// Per rule index: does this user fail it?
+    pub(super) denied: Vec<bool>,
+}
+
+impl Hidden {
+    fn denies(&self, i: usize) -> Option<&Rule> {
+        if self.denied.get(i).copied().unwrap_or(false) {
+            self.policy.rules.get(i)
+        } else {
+            None
+        }
+    }
+
+    /// The first failed rule that covers a component with this id.
+    pub fn rule_for(&self, id: &Json) -> Option<&Rule> {
+        let p = &*self.policy;
+        match id {
+            Json::String(s) => {
+                if let Some(rule) = p
+                    .exact_components
+                    .get(s.as_str())
+                    .into_iter()
+                    .flatten()
+                    .find_map(|i| self.denies(*i))
+                {
+                    return Some(rule);
+                }
+                p.pattern_components.iter().find_map(|(pat, i)| match pat {
+                    OutputPattern::Glob(g) if glob(g, s) => self.denies(*i),
+                    _ => None,
+                })
+            }
+            Json::Object(m) => {
+                let mut canonical: Option<String> = None;
+                p.pattern_components.iter().find_map(|(pat, i)| {
+                    let hit = match pat {
+                        OutputPattern::Glob(g) => {
+                            let text = canonical
+                                .get_or_insert_with(|| Json::Object(m.clone()).to_string());
+                            glob(g, text)
+                        }
+                        OutputPattern::Dict(pairs) => dict_matches(pairs, m),
+                    };
+                    if hit { self.denies(*i) } else { None }
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// If `v` is a component this user may not see, the rule that hides it.
+    fn hides(&self, v: &Json) -> Option<&Rule> {
+        let Json::Object(m) = v else { return None };
+        let props = component_props(m)?;
+        self.rule_for(props.get("id")?)
+    }
+}
+
+/// The props of a component object, if it is one.
+fn component_props(m: &Map<String, Json>) -> Option<&Map<String, Json>> {
+    match (m.get("type"), m.get("namespace"), m.get("props")) {
+        (Some(Json::String(_)), Some(Json::String(_)), Some(Json::Object(props))) => Some(props),
+        _ => None,
+    }
+}
+
+fn replacement(rule: &Rule) -> Json {
+    rule.placeholder.clone().map_or(Json::Null, Json::String)
+}
+
+/// Remove hidden components anywhere below `v` (not `v` itself); count them in `n`.
+fn walk(v: &mut Json, hidden: &Hidden, n: &mut usize) {
+    match v {
+        Json::Array(items) => items.retain_mut(|item| match hidden.hides(item) {
+            Some(rule) => {
+                *n += 1;
+                match &rule.placeholder {
+                    Some(text) => {
+                        *item = Json::String(text.clone());
+                        true
+                    }
+                    None => false,
+                }
+            }
+            None => {
+                walk(item, hidden, n);
+                true
+            }
+        }),
+        Json::Object(map) => {
+            for child in map.values_mut() {
+                match hidden.hides(child) {
+                    Some(rule) => {
+                        *n += 1;
+                        *child = replacement(rule);
+                    }
+                    None => walk(child, hidden, n),
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Prune a `_dash-layout` answer; returns how many components were removed. A root that is
+/// itself hidden becomes an empty `html.Div` (the renderer needs a component there).
+pub fn layout(v: &mut Json, hidden: &Hidden) -> usize {
+    if hidden.hides(v).is_some() {
+        *v = serde_json::json!({
+            "type": "Div", "namespace": "dash_html_components", "props": {"children": null}
+        });
+        return 1;
+    }
+    let mut n = 0;
+    walk(v, hidden, &mut n);
+    n
+}
+
+/// Prune a `_dash-update-component` answer (`{"response": {id: {prop: value}}, "sideUpdate":
+/// {id: {prop: value}}}`): updates of hidden components in `sideUpdate` are dropped, and
+/// hidden components inside any value are removed.
+pub fn callback(v: &mut Json, hidden: &Hidden) -> usize {
+    let mut n = 0;
+    if let Some(Json::Object(side)) = v.get_mut("sideUpdate") {
+        side.retain(|key, _| {
+            // Dict ids arrive as their JSON text.
+            let id = if key.starts_with('{') {
+                serde_json::from_str::<Json>(key).unwrap_or_else(|_| Json::String(key.clone()))
+            } else {
+                Json::String(key.clone())
+            };
+            let keep = hidden.rule_for(&id).is_none();
+            if !keep {
+                n += 1;
+            }
+            keep
+        });
+    }
+    walk(v, hidden, &mut n);
+    n
+}
+
+/// Prune the `validation_layout` inside an index page's `_dash-config` script (present when
+/// an app does not set `suppress_callback_exceptions`: Dash then embeds every page's layout).
+/// Returns the new page when something was removed.
+pub fn index_page(html: &str, hidden: &Hidden) -> Result<Option<String>, PruneError> {
+    const OPEN: &str = "<script id=\"_dash-config\" type=\"application/json\">";
+    let Some(start) = html.find(OPEN).map(|i| i + OPEN.len()) else {
+        return Ok(None);
+    };
+    let end = html[start..]
+        .find("</script>")
+        .map(|i| start + i)
+        .ok_or(PruneError("the _dash-config script does not end"))?;
+    let mut config: Json = serde_json::from_str(html[start..end].trim())
+        .map_err(|_| PruneError("the _dash-config script is not JSON"))?;
+    let removed = match config.get_mut("validation_layout") {
+        Some(v) => {
+            let mut n = 0;
+            if hidden.hides(v).is_some() {
+                *v = Json::Null;
+                n = 1;
+            } else {
+                walk(v, hidden, &mut n);
+            }
+            n
+        }
+        None => 0,
+    };
+    if removed == 0 {
+        return Ok(None);
+    }
+    // `</` inside a script element would end it early.
+    let json = config.to_string().replace("</", "<\\/");
+    Ok(Some(format!("{}{json}{}", &html[..start], &html[end..])))
+}
+
+/// An answer the gateway had to filter but could not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("cannot filter the app's answer: {0}")]
+pub struct PruneError(pub &'static str);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Subject, Verdict};
+    use serde_json::json;
+
+    const POLICY: &str = r#"
+[[rule]]
+dash_components = ["salary-*", "admin-panel", { type = "secret-row" }]
+roles = ["admin"]
+
+[[rule]]
+dash_components = ["budget"]
+permissions = ["budget:read"]
+placeholder = "Restricted"
+"#;
+
+    struct Who(&'static [&'static str], &'static [&'static str]);
+    impl Subject for Who {
+        fn has_role(&self, role: &str) -> bool {
+            self.0.contains(&role)
+        }
+        fn has_permission(&self, perm: &str) -> bool {
+            self.1.contains(&perm)
+        }
+    }
+    const VIEWER: Who = Who(&["viewer"], &[]);
+    const ADMIN: Who = Who(&["admin"], &["budget:read"]);
+    const ADMIN_NO_BUDGET: Who = Who(&["admin"], &[]);
+
+    fn policy() -> Result<Arc<Policy>, String> {
+        Policy::parse(POLICY).map(Arc::new)
+    }
+
+    fn c(kind: &str, props: Json) -> Json {
+        json!({"type": kind, "namespace": "dash_html_components", "props": props})
+    }
+
+    fn layout_tree() -> Json {
+        c(
+            "Div",
+            json!({"id": "root", "children": [
+                c("H1", json!({"children": "Dashboard"})),
+                c("Div", json!({"id": "admin-panel", "children": [
+                    c("P", json!({"children": "top secret admin data"}))
+                ]})),
+                c("Section", json!({"children": c("Table", json!({"id": "salary-table", "data": [{"name": "ann", "salary": 123456}]}))})),
+                c("Ul", json!({"children": [
+                    c("Li", json!({"id": {"type": "secret-row", "index": 1}, "children": "row one secret"})),
+                    c("Li", json!({"id": {"type": "public-row", "index": 2}, "children": "row two"})),
+                ]})),
+                c("Div", json!({"id": "budget", "children": "budget 9999"})),
+                // A component as a prop other than children.
+                c("Card", json!({"id": "card", "header": c("Span", json!({"id": "salary-header", "children": "salary band"}))})),
+                "plain text child",
+                null,
+                42,
+            ]}),
+        )
+    }
+
+    #[test]
+    fn a_viewer_loses_every_hidden_component_and_nothing_else() -> Result<(), String> {
+        let p = policy()?;
+        let hidden = p
+            .hidden_components(Some(&VIEWER))
+            .ok_or("viewer hides something")?;
+        let mut v = layout_tree();
+        assert_eq!(layout(&mut v, &hidden), 5);
+        let text = v.to_string();
+        for gone in [
+            "admin-panel",
+            "top secret",
+            "salary",
+            "123456",
+            "secret-row",
+            "row one",
+            "9999",
+        ] {
+            assert!(!text.contains(gone), "{gone} in {text}");
+        }
+        for kept in [
+            "Dashboard",
+            "public-row",
+            "row two",
+            "plain text child",
+            "\"card\"",
+            "Restricted",
+        ] {
+            assert!(text.contains(kept), "{kept} missing from {text}");
+        }
+        let children = v["props"]["children"].as_array().ok_or("children")?;
+        // admin-panel left the list; the budget became its placeholder; the card's header null.
+        assert_eq!(children.len(), 8);
+        assert_eq!(children[1]["props"]["children"], Json::Null);
+        assert_eq!(children[3], "Restricted");
+        assert_eq!(children[4]["props"]["header"], Json::Null);
+        Ok(())
+    }
+
+    #[test]
+    fn who_passes_every_rule_gets_no_filter_and_rules_apply_one_by_one() -> Result<(), String> {
+        let p = policy()?;
+        assert!(p.hidden_components(Some(&ADMIN)).is_none());
+        let hidden = p
+            .hidden_components(Some(&ADMIN_NO_BUDGET))
+            .ok_or("budget is hidden")?;
+        let mut v = layout_tree();
+        assert_eq!(layout(&mut v, &hidden), 1);
+        let text = v.to_string();
+        assert!(text.contains("top secret") && text.contains("123456") && !text.contains("9999"));
+        // Nobody signed in: every component rule hides.
+        assert!(p.hidden_components(None).is_some());
+        // No component rules at all: nothing to do for anyone.
+        let none = Arc::new(Policy::parse(
+            "[[rule]]\npaths = [\"/a\"]\nroles = [\"admin\"]\n",
+        )?);
+        assert!(none.hidden_components(Some(&VIEWER)).is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn a_hidden_component_cannot_be_written_by_callbacks() -> Result<(), String> {
+        use crate::policy::dash::ComponentId;
+        let p = policy()?;
+        let out = |id: &str| vec![ComponentId::Str(id.to_owned())];
+        assert!(matches!(
+            p.check_outputs(&out("admin-panel"), Some(&VIEWER)),
+            Verdict::Forbidden(_)
+        ));
+        assert!(matches!(
+            p.check_outputs(&out("salary-x"), Some(&VIEWER)),
+            Verdict::Forbidden(_)
+        ));
+        assert_eq!(
+            p.check_outputs(&out("admin-panel"), Some(&ADMIN)),
+            Verdict::Allow
+        );
+        assert_eq!(
+            p.check_outputs(&out("other"), Some(&VIEWER)),
+            Verdict::Allow
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn callback_answers_lose_hidden_trees_and_side_updates() -> Result<(), String> {
+        let p = policy()?;
+        let hidden = p.hidden_components(Some(&VIEWER)).ok_or("hidden")?;
+        // Dash Pages: the page arrives as _pages_content.children.
+        let mut v = json!({
+            "multi": true,
+            "response": {
+                "_pages_content": {"children": layout_tree()},
+                "_pages_store": {"data": {"title": "Home"}},
+            },
+            "sideUpdate": {
+                "admin-panel": {"children": "pushed secret"},
+                "{\"index\":3,\"type\":\"secret-row\"}": {"children": "pushed row"},
+                "status": {"children": "ok"},
+            },
+        });
+        assert_eq!(callback(&mut v, &hidden), 7);
+        let text = v.to_string();
+        assert!(
+            !text.contains("secret") && !text.contains("salary") && !text.contains("9999"),
+            "{text}"
+        );
+        assert_eq!(v["sideUpdate"]["status"]["children"], "ok");
+        assert_eq!(v["response"]["_pages_store"]["data"]["title"], "Home");
+        Ok(())
+    }
+
+    #[test]
+    fn a_hidden_root_becomes_an_empty_div() -> Result<(), String> {
+        let p = policy()?;
+        let hidden = p.hidden_components(Some(&VIEWER)).ok_or("hidden")?;
+        let mut v = c("Div", json!({"id": "admin-panel", "children": "secret"}));
+        assert_eq!(layout(&mut v, &hidden), 1);
+        assert_eq!(v["props"], json!({"children": null}));
+        Ok(())
+    }
+
+    #[test]
+    fn the_validation_layout_of_an_index_page_is_pruned() -> Result<(), String> {
+        let p = policy()?;
+        let hidden = p.hidden_components(Some(&VIEWER)).ok_or("hidden")?;
+        let config = json!({"url_base_pathname": null, "validation_layout": layout_tree()});
+        let page = format!(
+            "<html><body><footer><script id=\"_dash-config\" type=\"application/json\">{config}</script></footer></body></html>"
+        );
+        let pruned = index_page(&page, &hidden)
+            .map_err(|e| e.to_string())?
+            .ok_or("changed")?;
+        assert!(!pruned.contains("top secret") && !pruned.contains("123456"));
+        assert!(pruned.starts_with("<html><body><footer><script id=\"_dash-config\""));
+        assert!(pruned.ends_with("</script></footer></body></html>"));
+        // A page without it, or with nothing hidden in it, is left alone.
+        assert_eq!(index_page("<html>no config</html>", &hidden), Ok(None));
+        let bad = "<script id=\"_dash-config\" type=\"application/json\">{not json</script>";
+        assert!(index_page(bad, &hidden).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn component_rules_are_validated() {
+        for (text, says) in [
+            (
+                "[[rule]]\ndash_components = [\"x\"]\n",
+                "needs `roles` or `permissions`",
+            ),
+            (
+                "[[rule]]\ndash_components = [\"x\"]\ndash_outputs = [\"y\"]\nroles = [\"a\"]\n",
+                "write two rules",
+            ),
+            (
+                "[[rule]]\npaths = [\"/a\"]\nroles = [\"a\"]\nplaceholder = \"x\"\n",
+                "only for `dash_components`",
+            ),
+            (
+                "[[rule]]\ndash_components = []\nroles = [\"a\"]\n",
+                "must not be empty",
+            ),
+            (
+                "[[rule]]\ndash_components = [\"x\"]\nroles = [\"a\"]\nplaceholder = 1\n",
+                "expected a string",
+            ),
+        ] {
+            match Policy::parse(text) {
+                Err(m) => assert!(m.contains(says), "{text}: {m}"),
+                Ok(_) => assert!(text.is_empty(), "{text} was accepted"),
+            }
+        }
+    }
+}
