@@ -21,6 +21,7 @@ mod password;
 mod policy;
 mod postgres;
 mod proxy;
+mod prune;
 mod replicas;
 mod sentinel;
 mod sessions;

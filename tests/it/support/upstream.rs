@@ -171,6 +171,9 @@ async fn answer(
             .body(full(Bytes::new()));
         return Ok(resp.unwrap_or_else(|_| Response::new(full(Bytes::new()))));
     }
+    if req.uri().path().ends_with("/_dash-layout") {
+        return Ok(dash_layout(&req));
+    }
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
@@ -204,4 +207,40 @@ async fn answer(
     }
     let resp = builder.body(full(report.to_string()));
     Ok(resp.unwrap_or_else(|_| Response::new(full(Bytes::new()))))
+}
+
+/// A Dash-like `_dash-layout`: a root with `secret-panel` and a `public-note`, and a
+/// paragraph `accept-encoding` telling what the request asked for. With `?gzip` in the query
+/// it claims to be gzip-compressed whatever was asked (an upstream that ignores
+/// `Accept-Encoding`); with `?big` it is padded to 64 KiB.
+fn dash_layout(req: &Request<Incoming>) -> Response<Body> {
+    let asked = req
+        .headers()
+        .get("accept-encoding")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_else(|| "none".to_owned());
+    let query = req.uri().query().unwrap_or("");
+    let c = |kind: &str, props: serde_json::Value| serde_json::json!({"type": kind, "namespace": "dash_html_components", "props": props});
+    let padding = if query.contains("big") {
+        "x".repeat(64 * 1024)
+    } else {
+        String::new()
+    };
+    let layout = c(
+        "Div",
+        serde_json::json!({"id": "root", "children": [
+            c("Div", serde_json::json!({"id": "secret-panel", "children": "the secret"})),
+            c("P", serde_json::json!({"id": "public-note", "children": padding})),
+            c("P", serde_json::json!({"id": "accept-encoding", "children": asked})),
+        ]}),
+    );
+    let mut builder = Response::builder()
+        .header("content-type", "application/json")
+        .header("etag", "\"layout-v1\"");
+    if query.contains("gzip") {
+        builder = builder.header("content-encoding", "gzip");
+    }
+    builder
+        .body(full(layout.to_string()))
+        .unwrap_or_else(|_| Response::new(full(Bytes::new())))
 }
