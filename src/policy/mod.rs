@@ -8,6 +8,7 @@ pub mod dash;
 pub mod matcher;
 pub mod path;
 pub mod prune;
+pub mod scan;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -2,8 +2,9 @@
 //! app sends: the `_dash-layout` tree, the component trees inside `_dash-update-component`
 //! answers (Dash Pages content among them) and their `sideUpdate`s, and the
 //! `validation_layout` an index page may embed in `_dash-config`. A removed component's props
-//! and children never leave the gateway; in a list of children it disappears (or becomes the
-//! rule's placeholder text), anywhere else it becomes `null` (or the placeholder).
+//! and children never leave the gateway: it becomes `null` (which Dash renders as nothing) or
+//! the rule's placeholder text. The answers are scanned as bytes ([`super::scan`]), not parsed
+//! into a tree, so a large layout costs one pass.
 //!
 //! A component is a JSON object with a string `type`, a string `namespace` and an object
 //! `props`; its id is `props.id`, a string or a pattern-matching dict.
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
+use super::scan::{self, Splice};
 use super::{OutputPattern, Policy, Rule, dict_matches, glob};
 
 /// The `dash_components` rules one user fails, from [`Policy::hidden_components`].
@@ -30,25 +32,31 @@ impl Hidden {
         }
     }
 
+    /// The first failed rule that covers a component with this string id.
+    pub fn rule_for_str(&self, s: &str) -> Option<&Rule> {
+        let p = &*self.policy;
+        if p.exact_components.is_empty() {
+            // (Not even a hash to compute.)
+        } else if let Some(rule) = p
+            .exact_components
+            .get(s)
+            .into_iter()
+            .flatten()
+            .find_map(|i| self.denies(*i))
+        {
+            return Some(rule);
+        }
+        p.pattern_components.iter().find_map(|(pat, i)| match pat {
+            OutputPattern::Glob(g) if glob(g, s) => self.denies(*i),
+            _ => None,
+        })
+    }
+
     /// The first failed rule that covers a component with this id.
     pub fn rule_for(&self, id: &Json) -> Option<&Rule> {
         let p = &*self.policy;
         match id {
-            Json::String(s) => {
-                if let Some(rule) = p
-                    .exact_components
-                    .get(s.as_str())
-                    .into_iter()
-                    .flatten()
-                    .find_map(|i| self.denies(*i))
-                {
-                    return Some(rule);
-                }
-                p.pattern_components.iter().find_map(|(pat, i)| match pat {
-                    OutputPattern::Glob(g) if glob(g, s) => self.denies(*i),
-                    _ => None,
-                })
-            }
+            Json::String(s) => self.rule_for_str(s),
             Json::Object(m) => {
                 let mut canonical: Option<String> = None;
                 p.pattern_components.iter().find_map(|(pat, i)| {
@@ -68,7 +76,7 @@ impl Hidden {
     }
 
     /// If `v` is a component this user may not see, the rule that hides it.
-    fn hides(&self, v: &Json) -> Option<&Rule> {
+    pub fn hides(&self, v: &Json) -> Option<&Rule> {
         let Json::Object(m) = v else { return None };
         let props = component_props(m)?;
         self.rule_for(props.get("id")?)
@@ -87,61 +95,77 @@ fn replacement(rule: &Rule) -> Json {
     rule.placeholder.clone().map_or(Json::Null, Json::String)
 }
 
-/// Remove hidden components anywhere below `v` (not `v` itself); count them in `n`.
+/// Replace hidden components anywhere below `v` (a parsed value); count them in `n`.
 fn walk(v: &mut Json, hidden: &Hidden, n: &mut usize) {
-    match v {
-        Json::Array(items) => items.retain_mut(|item| match hidden.hides(item) {
+    let children: Box<dyn Iterator<Item = &mut Json>> = match v {
+        Json::Array(items) => Box::new(items.iter_mut()),
+        Json::Object(map) => Box::new(map.values_mut()),
+        _ => return,
+    };
+    for child in children {
+        match hidden.hides(child) {
             Some(rule) => {
                 *n += 1;
-                match &rule.placeholder {
-                    Some(text) => {
-                        *item = Json::String(text.clone());
-                        true
-                    }
-                    None => false,
-                }
+                *child = replacement(rule);
             }
-            None => {
-                walk(item, hidden, n);
-                true
-            }
-        }),
-        Json::Object(map) => {
-            for child in map.values_mut() {
-                match hidden.hides(child) {
-                    Some(rule) => {
-                        *n += 1;
-                        *child = replacement(rule);
-                    }
-                    None => walk(child, hidden, n),
-                }
-            }
+            None => walk(child, hidden, n),
         }
-        _ => {}
     }
 }
 
-/// Prune a `_dash-layout` answer; returns how many components were removed. A root that is
-/// itself hidden becomes an empty `html.Div` (the renderer needs a component there).
-pub fn layout(v: &mut Json, hidden: &Hidden) -> usize {
-    if hidden.hides(v).is_some() {
-        *v = serde_json::json!({
-            "type": "Div", "namespace": "dash_html_components", "props": {"children": null}
-        });
-        return 1;
+/// The empty component that stands in for a hidden layout root (the renderer needs one).
+const EMPTY_ROOT: &str =
+    r#"{"type":"Div","namespace":"dash_html_components","props":{"children":null}}"#;
+
+/// Prune a `_dash-layout` answer. `None`: nothing hidden in it, send it as it is.
+pub fn layout(b: &[u8], hidden: &Hidden) -> Result<Option<Vec<u8>>, PruneError> {
+    let mut found = scan::scan(b, hidden)?;
+    if found.splices.is_empty() {
+        return Ok(None);
     }
-    let mut n = 0;
-    walk(v, hidden, &mut n);
-    n
+    if let [only] = found.splices.as_mut_slice() {
+        if (only.start, only.end) == found.root {
+            only.with = EMPTY_ROOT.to_owned();
+        }
+    }
+    Ok(Some(scan::apply(b, &found.splices)))
 }
 
 /// Prune a `_dash-update-component` answer (`{"response": {id: {prop: value}}, "sideUpdate":
-/// {id: {prop: value}}}`): updates of hidden components in `sideUpdate` are dropped, and
-/// hidden components inside any value are removed.
-pub fn callback(v: &mut Json, hidden: &Hidden) -> usize {
+/// {id: {prop: value}}}`): hidden components inside any value are replaced, and updates of
+/// hidden components in `sideUpdate` are dropped. `None`: nothing hidden in it.
+pub fn callback(b: &[u8], hidden: &Hidden) -> Result<Option<Vec<u8>>, PruneError> {
+    let mut found = scan::scan(b, hidden)?;
+    if let Some((start, end)) = found.side_update {
+        let mut side: Json = b
+            .get(start..end)
+            .and_then(|raw| serde_json::from_slice(raw).ok())
+            .ok_or(PruneError("bad sideUpdate"))?;
+        if side_update(&mut side, hidden) > 0 {
+            found.splices.retain(|s| s.end <= start || s.start >= end);
+            let at = found.splices.partition_point(|s| s.start < start);
+            found.splices.insert(
+                at,
+                Splice {
+                    start,
+                    end,
+                    with: side.to_string(),
+                },
+            );
+        }
+    }
+    if found.splices.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(scan::apply(b, &found.splices)))
+}
+
+/// Drop the entries of hidden components from a parsed `sideUpdate` and replace hidden
+/// components in the rest; how many went.
+fn side_update(side: &mut Json, hidden: &Hidden) -> usize {
     let mut n = 0;
-    if let Some(Json::Object(side)) = v.get_mut("sideUpdate") {
-        side.retain(|key, _| {
+    if let Json::Object(entries) = side {
+        entries.retain(|key, _| {
             // Dict ids arrive as their JSON text.
             let id = if key.starts_with('{') {
                 serde_json::from_str::<Json>(key).unwrap_or_else(|_| Json::String(key.clone()))
@@ -155,43 +179,35 @@ pub fn callback(v: &mut Json, hidden: &Hidden) -> usize {
             keep
         });
     }
-    walk(v, hidden, &mut n);
+    walk(side, hidden, &mut n);
     n
 }
 
-/// Prune the `validation_layout` inside an index page's `_dash-config` script (present when
-/// an app does not set `suppress_callback_exceptions`: Dash then embeds every page's layout).
+/// Prune the `_dash-config` script of an index page (its `validation_layout`, present when an
+/// app does not set `suppress_callback_exceptions`: Dash then embeds every page's layout).
 /// Returns the new page when something was removed.
-pub fn index_page(html: &str, hidden: &Hidden) -> Result<Option<String>, PruneError> {
-    const OPEN: &str = "<script id=\"_dash-config\" type=\"application/json\">";
-    let Some(start) = html.find(OPEN).map(|i| i + OPEN.len()) else {
+pub fn index_page(html: &[u8], hidden: &Hidden) -> Result<Option<Vec<u8>>, PruneError> {
+    const OPEN: &[u8] = b"<script id=\"_dash-config\" type=\"application/json\">";
+    let Some(start) = memchr::memmem::find(html, OPEN).map(|i| i + OPEN.len()) else {
         return Ok(None);
     };
-    let end = html[start..]
-        .find("</script>")
+    let end = memchr::memmem::find(&html[start..], b"</script>")
         .map(|i| start + i)
         .ok_or(PruneError("the _dash-config script does not end"))?;
-    let mut config: Json = serde_json::from_str(html[start..end].trim())
-        .map_err(|_| PruneError("the _dash-config script is not JSON"))?;
-    let removed = match config.get_mut("validation_layout") {
-        Some(v) => {
-            let mut n = 0;
-            if hidden.hides(v).is_some() {
-                *v = Json::Null;
-                n = 1;
-            } else {
-                walk(v, hidden, &mut n);
-            }
-            n
-        }
-        None => 0,
-    };
-    if removed == 0 {
+    let config = &html[start..end];
+    let mut found = scan::scan(config, hidden)?;
+    if found.splices.is_empty() {
         return Ok(None);
     }
-    // `</` inside a script element would end it early.
-    let json = config.to_string().replace("</", "<\\/");
-    Ok(Some(format!("{}{json}{}", &html[..start], &html[end..])))
+    for s in &mut found.splices {
+        // `</` inside a script element would end it early.
+        s.with = s.with.replace("</", "<\\/");
+    }
+    let mut out = Vec::with_capacity(html.len());
+    out.extend_from_slice(&html[..start]);
+    out.extend_from_slice(&scan::apply(config, &found.splices));
+    out.extend_from_slice(&html[end..]);
+    Ok(Some(out))
 }
 
 /// An answer the gateway had to filter but could not read.
@@ -237,6 +253,13 @@ placeholder = "Restricted"
         json!({"type": kind, "namespace": "dash_html_components", "props": props})
     }
 
+    fn pruned(v: &Json, hidden: &Hidden) -> Result<Json, String> {
+        match layout(v.to_string().as_bytes(), hidden).map_err(|e| e.to_string())? {
+            Some(out) => serde_json::from_slice(&out).map_err(|e| e.to_string()),
+            None => Ok(v.clone()),
+        }
+    }
+
     fn layout_tree() -> Json {
         c(
             "Div",
@@ -266,8 +289,7 @@ placeholder = "Restricted"
         let hidden = p
             .hidden_components(Some(&VIEWER))
             .ok_or("viewer hides something")?;
-        let mut v = layout_tree();
-        assert_eq!(layout(&mut v, &hidden), 5);
+        let v = pruned(&layout_tree(), &hidden)?;
         let text = v.to_string();
         for gone in [
             "admin-panel",
@@ -291,11 +313,21 @@ placeholder = "Restricted"
             assert!(text.contains(kept), "{kept} missing from {text}");
         }
         let children = v["props"]["children"].as_array().ok_or("children")?;
-        // admin-panel left the list; the budget became its placeholder; the card's header null.
-        assert_eq!(children.len(), 8);
-        assert_eq!(children[1]["props"]["children"], Json::Null);
-        assert_eq!(children[3], "Restricted");
-        assert_eq!(children[4]["props"]["header"], Json::Null);
+        // Hidden components become null (rendered as nothing) or their placeholder, in place.
+        assert_eq!(children.len(), 9);
+        assert_eq!(children[1], Json::Null, "admin-panel");
+        assert_eq!(children[2]["props"]["children"], Json::Null, "salary-table");
+        assert_eq!(
+            children[3]["props"]["children"][0],
+            Json::Null,
+            "secret row"
+        );
+        assert_eq!(
+            children[3]["props"]["children"][1]["props"]["children"],
+            "row two"
+        );
+        assert_eq!(children[4], "Restricted");
+        assert_eq!(children[5]["props"]["header"], Json::Null);
         Ok(())
     }
 
@@ -306,10 +338,11 @@ placeholder = "Restricted"
         let hidden = p
             .hidden_components(Some(&ADMIN_NO_BUDGET))
             .ok_or("budget is hidden")?;
-        let mut v = layout_tree();
-        assert_eq!(layout(&mut v, &hidden), 1);
-        let text = v.to_string();
+        let text = pruned(&layout_tree(), &hidden)?.to_string();
         assert!(text.contains("top secret") && text.contains("123456") && !text.contains("9999"));
+        // Nothing hidden in an answer: it is left exactly as it was.
+        let plain = c("Div", json!({"id": "root", "children": "nothing to hide"})).to_string();
+        assert_eq!(layout(plain.as_bytes(), &hidden), Ok(None));
         // Nobody signed in: every component rule hides.
         assert!(p.hidden_components(None).is_some());
         // No component rules at all: nothing to do for anyone.
@@ -349,7 +382,7 @@ placeholder = "Restricted"
         let p = policy()?;
         let hidden = p.hidden_components(Some(&VIEWER)).ok_or("hidden")?;
         // Dash Pages: the page arrives as _pages_content.children.
-        let mut v = json!({
+        let v = json!({
             "multi": true,
             "response": {
                 "_pages_content": {"children": layout_tree()},
@@ -358,17 +391,23 @@ placeholder = "Restricted"
             "sideUpdate": {
                 "admin-panel": {"children": "pushed secret"},
                 "{\"index\":3,\"type\":\"secret-row\"}": {"children": "pushed row"},
-                "status": {"children": "ok"},
+                "status": {"children": c("Div", json!({"id": "salary-inside", "children": "9999"}))},
+                "ok": {"children": "ok"},
             },
         });
-        assert_eq!(callback(&mut v, &hidden), 7);
+        let out = callback(v.to_string().as_bytes(), &hidden)
+            .map_err(|e| e.to_string())?
+            .ok_or("changed")?;
+        let v: Json = serde_json::from_slice(&out).map_err(|e| e.to_string())?;
         let text = v.to_string();
         assert!(
             !text.contains("secret") && !text.contains("salary") && !text.contains("9999"),
             "{text}"
         );
-        assert_eq!(v["sideUpdate"]["status"]["children"], "ok");
+        assert_eq!(v["sideUpdate"]["ok"]["children"], "ok");
+        assert_eq!(v["sideUpdate"]["status"]["children"], Json::Null);
         assert_eq!(v["response"]["_pages_store"]["data"]["title"], "Home");
+        assert!(text.contains("Restricted") && text.contains("row two"));
         Ok(())
     }
 
@@ -376,8 +415,10 @@ placeholder = "Restricted"
     fn a_hidden_root_becomes_an_empty_div() -> Result<(), String> {
         let p = policy()?;
         let hidden = p.hidden_components(Some(&VIEWER)).ok_or("hidden")?;
-        let mut v = c("Div", json!({"id": "admin-panel", "children": "secret"}));
-        assert_eq!(layout(&mut v, &hidden), 1);
+        let v = pruned(
+            &c("Div", json!({"id": "admin-panel", "children": "secret"})),
+            &hidden,
+        )?;
         assert_eq!(v["props"], json!({"children": null}));
         Ok(())
     }
@@ -390,16 +431,54 @@ placeholder = "Restricted"
         let page = format!(
             "<html><body><footer><script id=\"_dash-config\" type=\"application/json\">{config}</script></footer></body></html>"
         );
-        let pruned = index_page(&page, &hidden)
+        let out = index_page(page.as_bytes(), &hidden)
             .map_err(|e| e.to_string())?
             .ok_or("changed")?;
-        assert!(!pruned.contains("top secret") && !pruned.contains("123456"));
-        assert!(pruned.starts_with("<html><body><footer><script id=\"_dash-config\""));
-        assert!(pruned.ends_with("</script></footer></body></html>"));
+        let out = String::from_utf8(out).map_err(|e| e.to_string())?;
+        assert!(!out.contains("top secret") && !out.contains("123456"));
+        assert!(out.starts_with("<html><body><footer><script id=\"_dash-config\""));
+        assert!(out.ends_with("</script></footer></body></html>"));
         // A page without it, or with nothing hidden in it, is left alone.
-        assert_eq!(index_page("<html>no config</html>", &hidden), Ok(None));
-        let bad = "<script id=\"_dash-config\" type=\"application/json\">{not json</script>";
+        assert_eq!(index_page(b"<html>no config</html>", &hidden), Ok(None));
+        let bad = b"<script id=\"_dash-config\" type=\"application/json\">{not json</script>";
         assert!(index_page(bad, &hidden).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn the_scanner_agrees_with_a_parser_and_refuses_broken_json() -> Result<(), String> {
+        let p = policy()?;
+        let hidden = p.hidden_components(Some(&VIEWER)).ok_or("hidden")?;
+        // Escapes in keys and ids, odd spacing, numbers, nesting: the same result as walking
+        // a parsed tree.
+        let tricky = r#" { "type" : "Div", "namespace":"dash_html_components", "props": {"children": [
+            {"namespace":"x","props":{"\u0069d":"admin\u002dpanel","children":"secret A"},"type":"Div"},
+            {"type":"Div","namespace":"x","props":{"id":{"index":7,"type":"secret-row"},"n":-1.5e3,"children":[true,false,null,"\"quoted\""]}},
+            {"type":"Div","namespace":"x","props":{"id":"fine","children":"kept \\ text"}}
+        ]}} "#;
+        let out = layout(tricky.as_bytes(), &hidden)
+            .map_err(|e| e.to_string())?
+            .ok_or("changed")?;
+        let got: Json = serde_json::from_slice(&out).map_err(|e| e.to_string())?;
+        let mut want: Json = serde_json::from_str(tricky).map_err(|e| e.to_string())?;
+        let mut n = 0;
+        walk(&mut want, &hidden, &mut n);
+        assert_eq!((got, n), (want, 2));
+        for broken in [
+            "{",
+            "[1,2",
+            "{\"a\":}",
+            "{\"a\" 1}",
+            "\"open",
+            "nul",
+            "{} {}",
+            "[1,]x",
+            "{\"type\":\"Div\",}",
+        ] {
+            assert!(layout(broken.as_bytes(), &hidden).is_err(), "{broken}");
+        }
+        let deep = format!("{}{}", "[".repeat(600), "]".repeat(600));
+        assert!(layout(deep.as_bytes(), &hidden).is_err());
         Ok(())
     }
 

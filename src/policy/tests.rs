@@ -212,7 +212,7 @@ fn errors_name_rule_and_field() {
         ),
         (
             "[[rule]]\nroles = [\"a\"]\n",
-            "rule 1 (no paths): needs `paths` or `dash_outputs`",
+            "rule 1 (no paths): needs `paths`, `dash_outputs` or `dash_components`",
         ),
         (
             "[[rule]]\npaths = [\"/a\"]\ndash_outputs = [\"x\"]\nroles = [\"a\"]\n",

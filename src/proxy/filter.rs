@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use http::{HeaderValue, Method, StatusCode, header};
 use http_body_util::BodyExt;
-use serde_json::Value as Json;
 
 use crate::error::Error;
 use crate::http_util::{Response, content_type, full};
@@ -101,32 +100,19 @@ pub fn rewrite(
     hidden: &Hidden,
     filter: Filter,
 ) -> Result<Response, Error> {
-    let (removed, out) = match filter {
-        Filter::Layout | Filter::Callback => {
-            let mut v: Json = serde_json::from_slice(&bytes).map_err(|_| unreadable("not JSON"))?;
-            let n = match filter {
-                Filter::Layout => prune::layout(&mut v, hidden),
-                _ => prune::callback(&mut v, hidden),
-            };
-            if n == 0 {
-                (0, bytes)
-            } else {
-                let text = serde_json::to_vec(&v).map_err(|_| unreadable("cannot write JSON"))?;
-                (n, text.into())
-            }
-        }
-        Filter::Page => match std::str::from_utf8(&bytes) {
-            Err(_) => (0, bytes),
-            Ok(html) => match prune::index_page(html, hidden) {
-                Ok(Some(page)) => (1, page.into_bytes().into()),
-                Ok(None) => (0, bytes),
-                Err(e) => return Err(unreadable(e.0)),
-            },
-        },
-    };
-    if removed > 0 {
-        tracing::debug!(removed, ?filter, "removed hidden components");
+    let pruned = match filter {
+        Filter::Layout => prune::layout(&bytes, hidden),
+        Filter::Callback => prune::callback(&bytes, hidden),
+        Filter::Page => prune::index_page(&bytes, hidden),
     }
+    .map_err(|e| unreadable(e.0))?;
+    let out = match pruned {
+        Some(new) => {
+            tracing::debug!(?filter, "removed hidden components");
+            bytes::Bytes::from(new)
+        }
+        None => bytes,
+    };
     let h = &mut parts.headers;
     // What this user got is theirs alone, and no longer what the app's validators describe.
     for name in [header::ETAG, header::LAST_MODIFIED, header::CONTENT_LENGTH] {

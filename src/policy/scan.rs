@@ -1,0 +1,309 @@
+//! One pass over an answer's JSON bytes that finds the hidden components without building a
+//! tree: each object is scanned once; when it closes and turns out to be a component (string
+//! `type` and `namespace`, object `props`) whose `props.id` a failed rule covers, its byte
+//! range is recorded. The answer is then copied with those ranges replaced — by `null` (which
+//! renders as nothing, in a list of children or anywhere else) or by the rule's placeholder.
+//! Everything the rules do not touch is copied byte for byte. Malformed JSON is an error (the
+//! caller refuses the answer rather than pass it on unfiltered).
+
+use serde_json::Value as Json;
+
+use super::prune::{Hidden, PruneError};
+
+/// Deeper nesting than this is refused (Dash layouts are a few dozen levels deep).
+const MAX_DEPTH: usize = 512;
+
+/// A byte range of the input and what replaces it.
+#[derive(Debug)]
+pub struct Splice {
+    pub start: usize,
+    pub end: usize,
+    pub with: String,
+}
+
+/// What scanning found.
+pub struct Found {
+    pub splices: Vec<Splice>,
+    /// The root value's range, and whether it is an object.
+    pub root: (usize, usize),
+    /// The value range of the root object's `sideUpdate` member, when there is one.
+    pub side_update: Option<(usize, usize)>,
+}
+
+struct Scan<'a, 'h> {
+    b: &'a [u8],
+    i: usize,
+    hidden: &'h Hidden,
+    splices: Vec<Splice>,
+    side_update: Option<(usize, usize)>,
+}
+
+const fn bad(why: &'static str) -> PruneError {
+    PruneError(why)
+}
+
+/// Members of an object that matter.
+#[derive(Default)]
+struct ObjectInfo {
+    id: Option<(usize, usize)>,
+}
+
+impl<'a> Scan<'a, '_> {
+    #[inline]
+    fn ws(&mut self) {
+        // Compact JSON has none: one comparison in the common case.
+        while let Some(&c) = self.b.get(self.i) {
+            if c > b' ' || !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+                break;
+            }
+            self.i += 1;
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    /// A string starting at `self.i` (the quote); returns the range of its contents and
+    /// whether it has escapes.
+    fn string(&mut self) -> Result<(usize, usize, bool), PruneError> {
+        let start = self.i + 1;
+        let mut j = start;
+        let mut escaped = false;
+        // Most strings in a layout are short keys and values: a plain loop over the first
+        // bytes beats setting up a vectorised search for each of them.
+        let short = self.b.len().min(start + 24);
+        while j < short {
+            match self.b[j] {
+                b'"' => {
+                    self.i = j + 1;
+                    return Ok((start, j, escaped));
+                }
+                b'\\' => {
+                    escaped = true;
+                    j += 2;
+                }
+                _ => j += 1,
+            }
+        }
+        loop {
+            let rest = self.b.get(j..).ok_or(bad("unterminated string"))?;
+            match memchr::memchr2(b'"', b'\\', rest) {
+                None => return Err(bad("unterminated string")),
+                Some(k) if rest[k] == b'"' => {
+                    self.i = j + k + 1;
+                    return Ok((start, j + k, escaped));
+                }
+                Some(k) => {
+                    escaped = true;
+                    j += k + 2;
+                }
+            }
+        }
+    }
+
+    /// Text of a string's contents, decoded when it has escapes.
+    fn text(&self, (s, e, escaped): (usize, usize, bool)) -> Result<String, PruneError> {
+        let raw = self.b.get(s..e).ok_or(bad("string"))?;
+        if escaped {
+            let quoted = self.b.get(s - 1..e + 1).ok_or(bad("string"))?;
+            serde_json::from_slice(quoted).map_err(|_| bad("bad string escape"))
+        } else {
+            std::str::from_utf8(raw)
+                .map(str::to_owned)
+                .map_err(|_| bad("string is not UTF-8"))
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<(), PruneError> {
+        if depth > MAX_DEPTH {
+            return Err(bad("nested too deeply"));
+        }
+        self.ws();
+        match self.peek() {
+            Some(b'{') => self.object(depth).map(|_| ()),
+            Some(b'[') => self.array(depth),
+            Some(b'"') => self.string().map(|_| ()),
+            Some(b't') => self.word(b"true"),
+            Some(b'f') => self.word(b"false"),
+            Some(b'n') => self.word(b"null"),
+            Some(c) if c == b'-' || c.is_ascii_digit() => {
+                while self.peek().is_some_and(|c| {
+                    c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E')
+                }) {
+                    self.i += 1;
+                }
+                Ok(())
+            }
+            _ => Err(bad("not JSON")),
+        }
+    }
+
+    fn word(&mut self, w: &[u8]) -> Result<(), PruneError> {
+        if self.b.get(self.i..self.i + w.len()) == Some(w) {
+            self.i += w.len();
+            Ok(())
+        } else {
+            Err(bad("not JSON"))
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<(), PruneError> {
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.value(depth + 1)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(bad("bad array")),
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<ObjectInfo, PruneError> {
+        let start = self.i;
+        self.i += 1;
+        let (mut ty, mut ns) = (false, false);
+        let mut props: Option<ObjectInfo> = None;
+        let mut info = ObjectInfo::default();
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(info);
+        }
+        loop {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return Err(bad("bad object key"));
+            }
+            let key = self.string()?;
+            let raw = self.b.get(key.0..key.1).ok_or(bad("key"))?;
+            let name: std::borrow::Cow<'_, [u8]> = if key.2 {
+                std::borrow::Cow::Owned(self.text(key)?.into_bytes())
+            } else {
+                std::borrow::Cow::Borrowed(raw)
+            };
+            self.ws();
+            if self.peek() != Some(b':') {
+                return Err(bad("bad object"));
+            }
+            self.i += 1;
+            self.ws();
+            let at = self.i;
+            let first = self.peek();
+            match (&*name, first) {
+                (b"props", Some(b'{')) => props = Some(self.object(depth + 1)?),
+                (b"type", Some(b'"')) => {
+                    ty = true;
+                    self.value(depth + 1)?;
+                }
+                (b"namespace", Some(b'"')) => {
+                    ns = true;
+                    self.value(depth + 1)?;
+                }
+                (b"sideUpdate", Some(b'{')) if depth == 0 => {
+                    self.value(depth + 1)?;
+                    self.side_update = Some((at, self.i));
+                }
+                _ => self.value(depth + 1)?,
+            }
+            if &*name == b"id" {
+                info.id = Some((at, self.i));
+            }
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    break;
+                }
+                _ => return Err(bad("bad object")),
+            }
+        }
+        if let (true, true, Some(ObjectInfo { id: Some(id) })) = (ty, ns, &props) {
+            if let Some(with) = self.hidden_by(*id)? {
+                // Inner splices go with the component that holds them.
+                while self.splices.last().is_some_and(|s| s.start >= start) {
+                    self.splices.pop();
+                }
+                self.splices.push(Splice {
+                    start,
+                    end: self.i,
+                    with,
+                });
+            }
+        }
+        Ok(info)
+    }
+
+    /// The replacement for a component with the id at this range, if it is hidden.
+    fn hidden_by(&self, (s, e): (usize, usize)) -> Result<Option<String>, PruneError> {
+        let raw = self.b.get(s..e).ok_or(bad("id"))?;
+        let rule = match raw.first() {
+            Some(b'"') => {
+                let inner = raw.get(1..raw.len() - 1).ok_or(bad("id"))?;
+                if inner.contains(&b'\\') {
+                    self.hidden.rule_for_str(&self.text((s + 1, e - 1, true))?)
+                } else {
+                    let text = std::str::from_utf8(inner).map_err(|_| bad("id is not UTF-8"))?;
+                    self.hidden.rule_for_str(text)
+                }
+            }
+            Some(b'{') => {
+                let id: Json = serde_json::from_slice(raw).map_err(|_| bad("bad id"))?;
+                self.hidden.rule_for(&id)
+            }
+            _ => return Ok(None),
+        };
+        Ok(rule.map(|rule| match &rule.placeholder {
+            Some(p) => Json::String(p.clone()).to_string(),
+            None => "null".to_owned(),
+        }))
+    }
+}
+
+/// Scan `b` (one JSON value) for hidden components.
+pub fn scan(b: &[u8], hidden: &Hidden) -> Result<Found, PruneError> {
+    let mut s = Scan {
+        b,
+        i: 0,
+        hidden,
+        splices: Vec::new(),
+        side_update: None,
+    };
+    s.ws();
+    let root_start = s.i;
+    s.value(0)?;
+    let root_end = s.i;
+    s.ws();
+    if s.i != b.len() {
+        return Err(bad("text after the JSON value"));
+    }
+    Ok(Found {
+        splices: s.splices,
+        root: (root_start, root_end),
+        side_update: s.side_update,
+    })
+}
+
+/// `b` with the splices applied (sorted, not overlapping).
+pub fn apply(b: &[u8], splices: &[Splice]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len());
+    let mut at = 0;
+    for s in splices {
+        out.extend_from_slice(&b[at..s.start]);
+        out.extend_from_slice(s.with.as_bytes());
+        at = s.end;
+    }
+    out.extend_from_slice(&b[at..]);
+    out
+}
