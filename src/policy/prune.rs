@@ -477,6 +477,16 @@ placeholder = "Restricted"
         ] {
             assert!(layout(broken.as_bytes(), &hidden).is_err(), "{broken}");
         }
+        // A repeated `props` member: a parser keeps the last one, but the bytes of the first
+        // would still be sent, so a hidden id in either hides the component.
+        for twice in [
+            r#"{"type":"Div","namespace":"x","props":{"id":"salary-1","children":"secret"},"props":{"id":"ok"}}"#,
+            r#"{"type":"Div","namespace":"x","props":{"id":"ok","children":"x"},"props":{"id":"salary-1","children":"secret"}}"#,
+        ] {
+            let out = layout(twice.as_bytes(), &hidden).map_err(|e| e.to_string())?;
+            let out = String::from_utf8(out.ok_or("hidden")?).map_err(|e| e.to_string())?;
+            assert!(!out.contains("secret"), "{out}");
+        }
         let deep = format!("{}{}", "[".repeat(600), "]".repeat(600));
         assert!(layout(deep.as_bytes(), &hidden).is_err());
         Ok(())

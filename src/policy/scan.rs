@@ -49,7 +49,7 @@ struct ObjectInfo {
 }
 
 impl<'a> Scan<'a, '_> {
-    #[inline]
+    #[inline(always)]
     fn ws(&mut self) {
         // Compact JSON has none: one comparison in the common case.
         while let Some(&c) = self.b.get(self.i) {
@@ -66,40 +66,54 @@ impl<'a> Scan<'a, '_> {
 
     /// A string starting at `self.i` (the quote); returns the range of its contents and
     /// whether it has escapes.
+    #[inline(always)]
     fn string(&mut self) -> Result<(usize, usize, bool), PruneError> {
         let start = self.i + 1;
         let mut j = start;
         let mut escaped = false;
-        // Most strings in a layout are short keys and values: a plain loop over the first
-        // bytes beats setting up a vectorised search for each of them.
-        let short = self.b.len().min(start + 24);
-        while j < short {
-            match self.b[j] {
-                b'"' => {
+        loop {
+            j = self.next_special(j)?;
+            match self.b.get(j) {
+                Some(b'"') => {
                     self.i = j + 1;
                     return Ok((start, j, escaped));
                 }
-                b'\\' => {
+                Some(_) => {
                     escaped = true;
                     j += 2;
                 }
-                _ => j += 1,
-            }
-        }
-        loop {
-            let rest = self.b.get(j..).ok_or(bad("unterminated string"))?;
-            match memchr::memchr2(b'"', b'\\', rest) {
                 None => return Err(bad("unterminated string")),
-                Some(k) if rest[k] == b'"' => {
-                    self.i = j + k + 1;
-                    return Ok((start, j + k, escaped));
-                }
-                Some(k) => {
-                    escaped = true;
-                    j += k + 2;
-                }
             }
         }
+    }
+
+    /// The position of the next `"` or `\` at or after `j`. Most strings in a layout are
+    /// short keys and values: eight bytes at a time in a register first, a vectorised search
+    /// for the long ones.
+    #[inline(always)]
+    fn next_special(&self, mut j: usize) -> Result<usize, PruneError> {
+        const ONES: u64 = u64::from_ne_bytes([1; 8]);
+        const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+        const QUOTE: u64 = u64::from_ne_bytes([b'"'; 8]);
+        const BACKSLASH: u64 = u64::from_ne_bytes([b'\\'; 8]);
+        for _ in 0..4 {
+            let Some(chunk) = self.b.get(j..).and_then(<[u8]>::first_chunk::<8>) else {
+                break;
+            };
+            let w = u64::from_le_bytes(*chunk);
+            let (q, s) = (w ^ QUOTE, w ^ BACKSLASH);
+            // A byte of `q` or `s` is zero where `w` has a quote or backslash; the lowest
+            // flagged byte is exact (borrows only ever flag bytes above a real match).
+            let hits = ((q.wrapping_sub(ONES) & !q) | (s.wrapping_sub(ONES) & !s)) & HIGH;
+            if hits != 0 {
+                return Ok(j + (hits.trailing_zeros() / 8) as usize);
+            }
+            j += 8;
+        }
+        let rest = self.b.get(j..).ok_or(bad("unterminated string"))?;
+        memchr::memchr2(b'"', b'\\', rest)
+            .map(|k| j + k)
+            .ok_or(bad("unterminated string"))
     }
 
     /// Text of a string's contents, decoded when it has escapes.
@@ -174,6 +188,7 @@ impl<'a> Scan<'a, '_> {
         self.i += 1;
         let (mut ty, mut ns) = (false, false);
         let mut props: Option<ObjectInfo> = None;
+        let mut earlier: Option<String> = None;
         let mut info = ObjectInfo::default();
         self.ws();
         if self.peek() == Some(b'}') {
@@ -201,7 +216,17 @@ impl<'a> Scan<'a, '_> {
             let at = self.i;
             let first = self.peek();
             match (&*name, first) {
-                (b"props", Some(b'{')) => props = Some(self.object(depth + 1)?),
+                (b"props", Some(b'{')) => {
+                    let again = self.object(depth + 1)?;
+                    // A repeated `props` member: a parser keeps the last, but the earlier
+                    // one's bytes would still be sent, so a hidden id in any of them counts.
+                    if let Some(ObjectInfo { id: Some(id) }) = props {
+                        if earlier.is_none() {
+                            earlier = self.hidden_by(id)?;
+                        }
+                    }
+                    props = Some(again);
+                }
                 (b"type", Some(b'"')) => {
                     ty = true;
                     self.value(depth + 1)?;
@@ -229,8 +254,13 @@ impl<'a> Scan<'a, '_> {
                 _ => return Err(bad("bad object")),
             }
         }
-        if let (true, true, Some(ObjectInfo { id: Some(id) })) = (ty, ns, &props) {
-            if let Some(with) = self.hidden_by(*id)? {
+        if let (true, true, Some(info)) = (ty, ns, &props) {
+            let with = match (earlier, info.id) {
+                (Some(with), _) => Some(with),
+                (None, Some(id)) => self.hidden_by(id)?,
+                (None, None) => None,
+            };
+            if let Some(with) = with {
                 // Inner splices go with the component that holds them.
                 while self.splices.last().is_some_and(|s| s.start >= start) {
                     self.splices.pop();

@@ -1,0 +1,73 @@
+//! Layout pruning (`dash_components`): any bytes give a clean answer or a clean refusal, never
+//! a panic; JSON that a parser accepts is never refused; and whatever comes out, read by a
+//! parser, holds no component the viewer may not see.
+#![no_main]
+
+use std::sync::{Arc, LazyLock};
+
+use dashgate::policy::prune::{self, Hidden};
+use dashgate::policy::{Policy, Subject};
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+
+const POLICY: &str = r#"
+[[rule]]
+dash_components = ["salary-*", "admin-panel", { type = "secret-row" }]
+roles = ["admin"]
+
+[[rule]]
+dash_components = ["budget"]
+roles = ["admin"]
+placeholder = "Restricted"
+"#;
+
+struct Viewer;
+impl Subject for Viewer {
+    fn has_role(&self, _: &str) -> bool {
+        false
+    }
+    fn has_permission(&self, _: &str) -> bool {
+        false
+    }
+}
+
+static HIDDEN: LazyLock<Hidden> = LazyLock::new(|| {
+    let policy = Arc::new(Policy::parse(POLICY).unwrap_or_else(|e| panic!("{e}")));
+    policy
+        .hidden_components(Some(&Viewer))
+        .unwrap_or_else(|| panic!("the viewer fails both rules"))
+});
+
+/// Any component below `v` (or `v` itself) that the viewer may not see.
+fn leaks(v: &Value) -> bool {
+    if HIDDEN.hides(v).is_some() {
+        return true;
+    }
+    match v {
+        Value::Array(items) => items.iter().any(leaks),
+        Value::Object(map) => map.values().any(leaks),
+        _ => false,
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let parsed: Option<Value> = serde_json::from_slice(data).ok();
+    for prune in [prune::layout, prune::callback] {
+        match prune(data, &HIDDEN) {
+            Ok(Some(out)) => {
+                if parsed.is_some() {
+                    let v: Value = serde_json::from_slice(&out)
+                        .unwrap_or_else(|e| panic!("pruned JSON does not parse: {e}"));
+                    assert!(!leaks(&v), "{v}");
+                }
+            }
+            Ok(None) => {
+                if let Some(v) = &parsed {
+                    assert!(!leaks(v), "passed unchanged: {v}");
+                }
+            }
+            Err(e) => assert!(parsed.is_none(), "refused JSON a parser accepts: {e}"),
+        }
+    }
+    let _ = prune::index_page(data, &HIDDEN);
+});
