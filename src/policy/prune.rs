@@ -218,7 +218,8 @@ pub struct PruneError(pub &'static str);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Subject, Verdict};
+    use crate::policy::Verdict;
+    use crate::policy::tests::Who;
     use serde_json::json;
 
     const POLICY: &str = r#"
@@ -232,15 +233,6 @@ permissions = ["budget:read"]
 placeholder = "Restricted"
 "#;
 
-    struct Who(&'static [&'static str], &'static [&'static str]);
-    impl Subject for Who {
-        fn has_role(&self, role: &str) -> bool {
-            self.0.contains(&role)
-        }
-        fn has_permission(&self, perm: &str) -> bool {
-            self.1.contains(&perm)
-        }
-    }
     const VIEWER: Who = Who(&["viewer"], &[]);
     const ADMIN: Who = Who(&["admin"], &["budget:read"]);
     const ADMIN_NO_BUDGET: Who = Who(&["admin"], &[]);

@@ -1,7 +1,8 @@
 use super::*;
 use crate::policy::path::normalize;
 
-struct Who(&'static [&'static str], &'static [&'static str]);
+/// A user with these roles and permissions (shared with the other policy modules' tests).
+pub(super) struct Who(pub &'static [&'static str], pub &'static [&'static str]);
 
 impl Subject for Who {
     fn has_role(&self, role: &str) -> bool {
