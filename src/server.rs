@@ -585,10 +585,11 @@ async fn pass(
 
     // Components this user may not see come out of what the app sends (dash_components).
     let hidden = policy.hidden_components(who);
-    let filter = hidden.as_ref().and_then(|_| {
-        let navigation = wants_html(req.headers(), req.uri().path());
-        Filter::for_request(&path, &method, navigation)
-    });
+    let filter = hidden
+        .as_ref()
+        .and_then(|_| Filter::for_request(&path, &method));
+    let identity =
+        filter.is_some_and(|f| f.asks_identity(wants_html(req.headers(), req.uri().path())));
 
     let upgrade = is_upgrade(&req);
     if upgrade {
@@ -625,9 +626,11 @@ async fn pass(
     };
 
     proxy_headers::sanitize_request(&mut parts.headers, &gw.cookies);
-    if filter.is_some() {
-        // An answer the gateway must read comes uncompressed.
-        parts.headers.remove(header::ACCEPT_ENCODING);
+    if identity {
+        // An answer the gateway will read comes whole and uncompressed.
+        for name in [header::ACCEPT_ENCODING, header::RANGE, header::IF_RANGE] {
+            parts.headers.remove(name);
+        }
     }
     if session.as_ref().is_some_and(|s| s.via == Via::Bearer) {
         // The token is the gateway's, not the app's.
@@ -692,9 +695,22 @@ async fn pass(
             limits.upstream_timeout,
         )
         .await?;
-        resp = match (read, &hidden) {
+        let limit = limits.max_inspect_bytes;
+        resp = match (read, hidden) {
+            (filter::Read::Whole(parts, bytes), Some(hidden))
+                if bytes.len() > OFF_THREAD
+                    || parts.headers.contains_key(header::CONTENT_ENCODING) =>
+            {
+                // Megabytes of layout (or what a compressed answer inflates to): scanned on
+                // the blocking pool, not a request thread.
+                tokio::task::spawn_blocking(move || {
+                    filter::rewrite(parts, bytes, &hidden, filter, limit)
+                })
+                .await
+                .map_err(|_| Error::BadGateway)??
+            }
             (filter::Read::Whole(parts, bytes), Some(hidden)) => {
-                filter::rewrite(parts, bytes, hidden, filter)?
+                filter::rewrite(parts, bytes, &hidden, filter, limit)?
             }
             (filter::Read::Whole(parts, bytes), None) => Response::from_parts(parts, full(bytes)),
             (filter::Read::Untouched(r), _) => r,
@@ -702,6 +718,9 @@ async fn pass(
     }
     Ok(resp)
 }
+
+/// Answers larger than this are pruned on the blocking pool (about 0.2 ms of scanning).
+const OFF_THREAD: usize = 256 * 1024;
 
 /// Turn a policy verdict into "go on" or the error response, and log refusals.
 fn enforce(

@@ -2,7 +2,13 @@
 //! them are removed before the answer leaves the gateway (see [`crate::policy::prune`]). Only
 //! answers that can carry components, for users who fail a component rule, are read; every
 //! other answer streams through untouched.
+//!
+//! The gateway asks the app for uncompressed layouts, callback answers and page navigations;
+//! an answer that comes compressed anyway (or an HTML page a non-browser client asked for
+//! with compression) is decompressed here (gzip, deflate, br), within the same size limit as
+//! the compressed bytes, and sent on uncompressed. A coding it cannot read is a 502.
 
+use std::io::Read as _;
 use std::time::Duration;
 
 use http::{HeaderValue, Method, StatusCode, header};
@@ -20,18 +26,26 @@ pub enum Filter {
     Layout,
     /// `POST …/_dash-update-component`: outputs (Pages content among them) and `sideUpdate`.
     Callback,
-    /// A page navigation: the index page, whose `_dash-config` may embed layouts.
+    /// Any other `GET`: if the answer is an HTML page, its `_dash-config` may embed layouts
+    /// (whatever the client said it accepts); any other answer streams through.
     Page,
 }
 
 impl Filter {
-    pub fn for_request(path: &NormalPath, method: &Method, navigation: bool) -> Option<Filter> {
+    pub fn for_request(path: &NormalPath, method: &Method) -> Option<Filter> {
         match (path.last(), method) {
             (Some("_dash-layout"), &Method::GET) => Some(Filter::Layout),
             (Some(crate::policy::dash::UPDATE_COMPONENT), &Method::POST) => Some(Filter::Callback),
-            (_, &Method::GET) if navigation => Some(Filter::Page),
+            (_, &Method::GET) => Some(Filter::Page),
             _ => None,
         }
+    }
+
+    /// Whether the app should be asked for an uncompressed answer: always for layouts and
+    /// callbacks, and for browser navigations (which get HTML); other `GET`s (scripts, styles,
+    /// data) keep their compression, since they are not read.
+    pub fn asks_identity(self, navigation: bool) -> bool {
+        self != Filter::Page || navigation
     }
 }
 
@@ -51,26 +65,27 @@ pub enum Read {
     Whole(http::response::Parts, bytes::Bytes),
 }
 
-/// Read an answer that must be filtered. Fails closed: an answer that cannot be read
-/// (compressed despite the request, larger than the limit) is a 502, never passed on.
+/// Read an answer that must be filtered: every successful answer with a body (for
+/// [`Filter::Page`], every HTML one). Fails closed: an answer that cannot be read (larger than
+/// the limit, cut off) is an error, never passed on.
 pub async fn read(
     resp: Response,
     filter: Filter,
     limit: usize,
     timeout: Duration,
 ) -> Result<Read, Error> {
-    if resp.status() != StatusCode::OK {
+    let status = resp.status();
+    if !status.is_success() || status == StatusCode::NO_CONTENT {
         return Ok(Read::Untouched(resp));
     }
     if filter == Filter::Page && content_type(resp.headers()).as_deref() != Some("text/html") {
         return Ok(Read::Untouched(resp));
     }
-    if resp
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity"))
-    {
-        return Err(unreadable("compressed although identity was asked for"));
+    if status == StatusCode::PARTIAL_CONTENT {
+        // A fragment cannot be parsed, so it cannot be shown to be free of hidden components.
+        return Err(unreadable(
+            "a byte range of an answer that must be filtered",
+        ));
     }
     let (parts, mut body) = resp.into_parts();
     let collect = async {
@@ -93,13 +108,19 @@ pub async fn read(
     }
 }
 
-/// Remove what `hidden` covers from a whole answer. Fails closed on JSON that does not parse.
+/// Remove what `hidden` covers from a whole answer (decompressed first, within `limit`).
+/// Fails closed on a coding it cannot read and on JSON that does not parse.
 pub fn rewrite(
     mut parts: http::response::Parts,
     bytes: bytes::Bytes,
     hidden: &Hidden,
     filter: Filter,
+    limit: usize,
 ) -> Result<Response, Error> {
+    let bytes = match parts.headers.remove(header::CONTENT_ENCODING) {
+        Some(codings) => decode(&codings, bytes, limit)?,
+        None => bytes,
+    };
     let pruned = match filter {
         Filter::Layout => prune::layout(&bytes, hidden),
         Filter::Callback => prune::callback(&bytes, hidden),
@@ -126,4 +147,47 @@ pub fn rewrite(
         h.insert(header::CONTENT_LENGTH, v);
     }
     Ok(Response::from_parts(parts, full(out)))
+}
+
+/// Undo the content codings of an answer (RFC 9110 8.4: listed in the order they were
+/// applied), each result no larger than `limit` (a small bomb cannot inflate past it).
+fn decode(
+    codings: &HeaderValue,
+    mut bytes: bytes::Bytes,
+    limit: usize,
+) -> Result<bytes::Bytes, Error> {
+    let codings = codings
+        .to_str()
+        .map_err(|_| unreadable("unreadable Content-Encoding"))?;
+    for coding in codings.rsplit(',').map(str::trim) {
+        let input = &bytes[..];
+        bytes = match coding.to_ascii_lowercase().as_str() {
+            "identity" => continue,
+            "gzip" | "x-gzip" => inflate(flate2::read::MultiGzDecoder::new(input), limit)?,
+            // HTTP's "deflate" is the zlib format (RFC 9110 8.4.1.2).
+            "deflate" => inflate(flate2::read::ZlibDecoder::new(input), limit)?,
+            "br" => inflate(brotli_decompressor::Decompressor::new(input, 4096), limit)?,
+            _ => {
+                return Err(unreadable(
+                    "compressed with a coding the gateway cannot read",
+                ));
+            }
+        };
+    }
+    Ok(bytes)
+}
+
+fn inflate(reader: impl std::io::Read, limit: usize) -> Result<bytes::Bytes, Error> {
+    let mut out = Vec::new();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    reader
+        .take(cap)
+        .read_to_end(&mut out)
+        .map_err(|_| unreadable("a compressed answer does not decompress"))?;
+    if out.len() > limit {
+        return Err(unreadable(
+            "larger than limits.max_inspect_bytes once decompressed",
+        ));
+    }
+    Ok(out.into())
 }

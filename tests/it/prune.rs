@@ -3,6 +3,8 @@
 //! untouched, and failing closed when an answer cannot be filtered. (The real Dash app is in
 //! tests/browser/test_pruning.py.)
 
+use std::time::Duration;
+
 use crate::support::*;
 
 const POLICY: &str = r#"
@@ -13,7 +15,7 @@ roles = ["admin"]
 
 async fn layout(gw: &Gateway, jar: &Jar, query: &str) -> Result<reqwest::Response, reqwest::Error> {
     gw.client()
-        .get(gw.url(&format!("/_dash-layout{query}")))
+        .get(gw.url(&format!("{LAYOUT}{query}")))
         .header("cookie", jar.header())
         .header("accept", "application/json")
         .header("accept-encoding", "gzip, br")
@@ -85,6 +87,70 @@ async fn only_users_who_fail_a_rule_get_a_filtered_answer() -> TestResult {
     Ok(())
 }
 
+/// Compressed answers that must be filtered are decompressed, pruned and sent uncompressed,
+/// whichever coding the app chose; the admin's pass through as the app sent them.
+#[tokio::test]
+async fn compressed_answers_are_decompressed_then_pruned() -> TestResult {
+    let up = Upstream::start().await?;
+    let opts = Options::new(&up.url).policy(POLICY);
+    let gw = Gateway::start_with(opts, &[("admin", &["admin"]), ("viewer", &[])]).await?;
+    let admin = gw.login("admin", PASSWORD).await?;
+    let viewer = gw.login("viewer", PASSWORD).await?;
+    for coding in ["gzip", "deflate", "br"] {
+        let r = layout(&gw, &viewer, &format!("?encoding={coding}")).await?;
+        assert_eq!(r.status(), 200, "{coding}");
+        assert!(!r.headers().contains_key("content-encoding"), "{coding}");
+        let text = r.text().await?;
+        assert!(!text.contains("secret"), "{coding}: {text}");
+        assert!(text.contains("public-note"), "{coding}: {text}");
+        // Unread for the admin: still compressed, so no plain text in it.
+        let r = layout(&gw, &admin, &format!("?encoding={coding}")).await?;
+        assert_eq!(r.headers()["content-encoding"], coding);
+        assert!(!String::from_utf8_lossy(&r.bytes().await?).contains("public-note"));
+    }
+    Ok(())
+}
+
+/// An index page is read for a user who fails a rule whatever the client says it accepts:
+/// its `_dash-config` loses the hidden components, compressed or not.
+#[tokio::test]
+async fn html_pages_are_pruned_whatever_the_client_accepts() -> TestResult {
+    let up = Upstream::start().await?;
+    let opts = Options::new(&up.url).policy(POLICY);
+    let gw = Gateway::start_with(opts, &[("admin", &["admin"]), ("viewer", &[])]).await?;
+    let admin = gw.login("admin", PASSWORD).await?;
+    let viewer = gw.login("viewer", PASSWORD).await?;
+    let page = |jar: &Jar, accept: &'static str| {
+        gw.client()
+            .get(gw.url("/page"))
+            .header("cookie", jar.header())
+            .header("accept", accept)
+            .header("accept-encoding", "gzip")
+            .send()
+    };
+    // A script's fetch (gzip kept, so the app compresses) and a browser navigation (asked
+    // uncompressed).
+    for accept in ["*/*", "text/html,application/xhtml+xml"] {
+        let r = page(&viewer, accept).await?;
+        assert_eq!(r.status(), 200, "{accept}");
+        assert!(!r.headers().contains_key("content-encoding"), "{accept}");
+        let text = r.text().await?;
+        assert!(
+            text.contains("_dash-config") && !text.contains("the secret"),
+            "{text}"
+        );
+    }
+    let r = page(&admin, "*/*").await?;
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let mut plain = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&r.bytes().await?[..]),
+        &mut plain,
+    )?;
+    assert!(plain.contains("the secret"), "{plain}");
+    Ok(())
+}
+
 /// An answer that must be filtered but cannot be read is refused (502), never passed on.
 #[tokio::test]
 async fn answers_that_cannot_be_filtered_fail_closed() -> TestResult {
@@ -95,19 +161,30 @@ async fn answers_that_cannot_be_filtered_fail_closed() -> TestResult {
     let gw = Gateway::start_with(opts, &[("admin", &["admin"]), ("viewer", &[])]).await?;
     let admin = gw.login("admin", PASSWORD).await?;
     let viewer = gw.login("viewer", PASSWORD).await?;
-    // Compressed although identity was asked for.
-    let r = layout(&gw, &viewer, "?gzip").await?;
-    assert_eq!(r.status(), 502);
-    assert!(!r.text().await?.contains("secret"));
-    assert!(
-        gw.log()
-            .contains("compressed although identity was asked for")
-    );
-    // Larger than limits.max_inspect_bytes.
-    let r = layout(&gw, &viewer, "?big").await?;
-    assert_eq!(r.status(), 502);
-    // Neither matters for the admin, whose answers are not read.
-    assert_eq!(layout(&gw, &admin, "?gzip").await?.status(), 200);
-    assert_eq!(layout(&gw, &admin, "?big").await?.status(), 200);
+    let cases = [
+        // A coding the gateway cannot read.
+        ("?encoding=zstd", "a coding the gateway cannot read"),
+        // Larger than limits.max_inspect_bytes.
+        ("?big", "larger than limits.max_inspect_bytes"),
+        // Small compressed, too large once inflated.
+        ("?bomb&encoding=gzip", "once decompressed"),
+        // A byte range (whatever the request said).
+        ("?partial", "a byte range"),
+    ];
+    for (query, logged) in cases {
+        let r = layout(&gw, &viewer, query).await?;
+        assert_eq!(r.status(), 502, "{query}");
+        assert!(!r.text().await?.contains("secret"), "{query}");
+        let seen = eventually(Duration::from_secs(5), || async {
+            gw.log().contains(logged)
+        })
+        .await;
+        assert!(seen, "{query}: the log names the reason ({logged})");
+        // Not read for the admin, so no limit applies.
+        assert!(
+            layout(&gw, &admin, query).await?.status().is_success(),
+            "{query}"
+        );
+    }
     Ok(())
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 pub use jws::{jws_part, verify_with_jwks};
 pub use postgres::PostgresServer;
 pub use redis::{RedisServer, SentinelServer};
-pub use upstream::Upstream;
+pub use upstream::{LAYOUT, Upstream};
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 

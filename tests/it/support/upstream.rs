@@ -171,8 +171,11 @@ async fn answer(
             .body(full(Bytes::new()));
         return Ok(resp.unwrap_or_else(|_| Response::new(full(Bytes::new()))));
     }
-    if req.uri().path().ends_with("/_dash-layout") {
+    if req.uri().path() == LAYOUT {
         return Ok(dash_layout(&req));
+    }
+    if req.uri().path() == "/page" {
+        return Ok(dash_index(&req));
     }
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
@@ -209,10 +212,14 @@ async fn answer(
     Ok(resp.unwrap_or_else(|_| Response::new(full(Bytes::new()))))
 }
 
-/// A Dash-like `_dash-layout`: a root with `secret-panel` and a `public-note`, and a
-/// paragraph `accept-encoding` telling what the request asked for. With `?gzip` in the query
-/// it claims to be gzip-compressed whatever was asked (an upstream that ignores
-/// `Accept-Encoding`); with `?big` it is padded to 64 KiB.
+/// Where the Dash-like layout is served (other `_dash-layout` paths echo like any other).
+pub const LAYOUT: &str = "/fixture/_dash-layout";
+
+/// A Dash-like `_dash-layout` ([`LAYOUT`]): a root with `secret-panel` and a `public-note`, and a
+/// paragraph `accept-encoding` telling what the request asked for. Query switches:
+/// `encoding=gzip|deflate|br|zstd` sends it with that coding whatever was asked (an upstream
+/// that ignores `Accept-Encoding`; `zstd` is only claimed), `big` pads it to 64 KiB, `bomb`
+/// pads it with 1 MiB of spaces (a few KiB once compressed), `partial` answers 206.
 fn dash_layout(req: &Request<Incoming>) -> Response<Body> {
     let asked = req
         .headers()
@@ -234,13 +241,76 @@ fn dash_layout(req: &Request<Incoming>) -> Response<Body> {
             c("P", serde_json::json!({"id": "accept-encoding", "children": asked})),
         ]}),
     );
-    let mut builder = Response::builder()
-        .header("content-type", "application/json")
-        .header("etag", "\"layout-v1\"");
-    if query.contains("gzip") {
-        builder = builder.header("content-encoding", "gzip");
+    let mut text = layout.to_string();
+    if query.contains("bomb") {
+        text.push_str(&" ".repeat(1 << 20));
     }
-    builder
-        .body(full(layout.to_string()))
-        .unwrap_or_else(|_| Response::new(full(Bytes::new())))
+    let coding = query.split('&').find_map(|kv| kv.strip_prefix("encoding="));
+    let status = if query.contains("partial") { 206 } else { 200 };
+    encoded(
+        Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .header("etag", "\"layout-v1\""),
+        coding,
+        text.into_bytes(),
+    )
+}
+
+/// A Dash-like index page (`/page`): its `_dash-config` embeds a validation layout with
+/// `secret-panel`. Compressed with gzip when the request accepts it, as Flask-Compress does.
+fn dash_index(req: &Request<Incoming>) -> Response<Body> {
+    let gzip = req
+        .headers()
+        .get("accept-encoding")
+        .is_some_and(|v| String::from_utf8_lossy(v.as_bytes()).contains("gzip"));
+    let config = serde_json::json!({
+        "url_base_pathname": "/",
+        "validation_layout": {"type": "Div", "namespace": "dash_html_components", "props": {
+            "id": "secret-panel", "children": "the secret"}},
+    });
+    let html = format!(
+        "<!DOCTYPE html><html><body><div id=\"react-entry-point\"></div><footer>\
+         <script id=\"_dash-config\" type=\"application/json\">{config}</script>\
+         </footer></body></html>"
+    );
+    encoded(
+        Response::builder().header("content-type", "text/html; charset=utf-8"),
+        gzip.then_some("gzip"),
+        html.into_bytes(),
+    )
+}
+
+/// `body` sent with the content coding named (really applied, but for `zstd`).
+fn encoded(
+    builder: hyper::http::response::Builder,
+    coding: Option<&str>,
+    body: Vec<u8>,
+) -> Response<Body> {
+    use std::io::Write as _;
+    let compressed = match coding {
+        Some("gzip") => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&body).and_then(|()| e.finish())
+        }
+        Some("deflate") => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&body).and_then(|()| e.finish())
+        }
+        Some("br") => {
+            let mut out = Vec::new();
+            brotli::BrotliCompress(&mut &body[..], &mut out, &Default::default()).map(|_| out)
+        }
+        _ => Ok(body),
+    };
+    let builder = match coding {
+        Some(c) => builder
+            .header("content-encoding", c)
+            .header("vary", "Accept-Encoding"),
+        None => builder,
+    };
+    compressed
+        .ok()
+        .and_then(|b| builder.body(full(b)).ok())
+        .unwrap_or_else(|| Response::new(full(Bytes::new())))
 }
