@@ -13,6 +13,19 @@ dash_components = ["secret-*"]
 roles = ["admin"]
 "#;
 
+/// The test upstream, a gateway with [`POLICY`] (and what `more` adds) in front of it, and
+/// signed-in `admin` (passes the rule) and `viewer` (fails it).
+async fn start(
+    more: impl FnOnce(Options) -> Options,
+) -> Result<(Upstream, Gateway, Jar, Jar), Box<dyn std::error::Error>> {
+    let up = Upstream::start().await?;
+    let opts = more(Options::new(&up.url).policy(POLICY));
+    let gw = Gateway::start_with(opts, &[("admin", &["admin"]), ("viewer", &[])]).await?;
+    let admin = gw.login("admin", PASSWORD).await?;
+    let viewer = gw.login("viewer", PASSWORD).await?;
+    Ok((up, gw, admin, viewer))
+}
+
 async fn layout(gw: &Gateway, jar: &Jar, query: &str) -> Result<reqwest::Response, reqwest::Error> {
     gw.client()
         .get(gw.url(&format!("{LAYOUT}{query}")))
@@ -25,11 +38,7 @@ async fn layout(gw: &Gateway, jar: &Jar, query: &str) -> Result<reqwest::Respons
 
 #[tokio::test]
 async fn only_users_who_fail_a_rule_get_a_filtered_answer() -> TestResult {
-    let up = Upstream::start().await?;
-    let opts = Options::new(&up.url).policy(POLICY);
-    let gw = Gateway::start_with(opts, &[("admin", &["admin"]), ("viewer", &[])]).await?;
-    let admin = gw.login("admin", PASSWORD).await?;
-    let viewer = gw.login("viewer", PASSWORD).await?;
+    let (_up, gw, admin, viewer) = start(|o| o).await?;
 
     // The admin's answer is the app's, byte for byte: compression asked for, validators kept.
     let r = layout(&gw, &admin, "").await?;
@@ -91,11 +100,7 @@ async fn only_users_who_fail_a_rule_get_a_filtered_answer() -> TestResult {
 /// whichever coding the app chose; the admin's pass through as the app sent them.
 #[tokio::test]
 async fn compressed_answers_are_decompressed_then_pruned() -> TestResult {
-    let up = Upstream::start().await?;
-    let opts = Options::new(&up.url).policy(POLICY);
-    let gw = Gateway::start_with(opts, &[("admin", &["admin"]), ("viewer", &[])]).await?;
-    let admin = gw.login("admin", PASSWORD).await?;
-    let viewer = gw.login("viewer", PASSWORD).await?;
+    let (_up, gw, admin, viewer) = start(|o| o).await?;
     for coding in ["gzip", "deflate", "br"] {
         let r = layout(&gw, &viewer, &format!("?encoding={coding}")).await?;
         assert_eq!(r.status(), 200, "{coding}");
@@ -115,11 +120,7 @@ async fn compressed_answers_are_decompressed_then_pruned() -> TestResult {
 /// its `_dash-config` loses the hidden components, compressed or not.
 #[tokio::test]
 async fn html_pages_are_pruned_whatever_the_client_accepts() -> TestResult {
-    let up = Upstream::start().await?;
-    let opts = Options::new(&up.url).policy(POLICY);
-    let gw = Gateway::start_with(opts, &[("admin", &["admin"]), ("viewer", &[])]).await?;
-    let admin = gw.login("admin", PASSWORD).await?;
-    let viewer = gw.login("viewer", PASSWORD).await?;
+    let (_up, gw, admin, viewer) = start(|o| o).await?;
     let page = |jar: &Jar, accept: &'static str| {
         gw.client()
             .get(gw.url("/page"))
@@ -154,13 +155,8 @@ async fn html_pages_are_pruned_whatever_the_client_accepts() -> TestResult {
 /// An answer that must be filtered but cannot be read is refused (502), never passed on.
 #[tokio::test]
 async fn answers_that_cannot_be_filtered_fail_closed() -> TestResult {
-    let up = Upstream::start().await?;
-    let opts = Options::new(&up.url)
-        .policy(POLICY)
-        .env("DASHGATE_LIMITS_MAX_INSPECT_BYTES", "16384");
-    let gw = Gateway::start_with(opts, &[("admin", &["admin"]), ("viewer", &[])]).await?;
-    let admin = gw.login("admin", PASSWORD).await?;
-    let viewer = gw.login("viewer", PASSWORD).await?;
+    let (_up, gw, admin, viewer) =
+        start(|o| o.env("DASHGATE_LIMITS_MAX_INSPECT_BYTES", "16384")).await?;
     let cases = [
         // A coding the gateway cannot read.
         ("?encoding=zstd", "a coding the gateway cannot read"),
