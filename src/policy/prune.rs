@@ -91,7 +91,8 @@ fn component_props(m: &Map<String, Json>) -> Option<&Map<String, Json>> {
     }
 }
 
-fn replacement(rule: &Rule) -> Json {
+/// What stands in for a component `rule` hides: its placeholder text, or `null`.
+pub(super) fn replacement(rule: &Rule) -> Json {
     rule.placeholder.clone().map_or(Json::Null, Json::String)
 }
 

@@ -8,7 +8,7 @@
 
 use serde_json::Value as Json;
 
-use super::prune::{Hidden, PruneError};
+use super::prune::{Hidden, PruneError, replacement};
 
 /// Deeper nesting than this is refused (Dash layouts are a few dozen levels deep).
 const MAX_DEPTH: usize = 512;
@@ -24,7 +24,7 @@ pub struct Splice {
 /// What scanning found.
 pub struct Found {
     pub splices: Vec<Splice>,
-    /// The root value's range, and whether it is an object.
+    /// The root value's range.
     pub root: (usize, usize),
     /// The value range of the root object's `sideUpdate` member, when there is one.
     pub side_update: Option<(usize, usize)>,
@@ -294,10 +294,7 @@ impl<'a> Scan<'a, '_> {
             }
             _ => return Ok(None),
         };
-        Ok(rule.map(|rule| match &rule.placeholder {
-            Some(p) => Json::String(p.clone()).to_string(),
-            None => "null".to_owned(),
-        }))
+        Ok(rule.map(|rule| replacement(rule).to_string()))
     }
 }
 
