@@ -584,12 +584,12 @@ async fn pass(
     )?;
 
     // Components this user may not see come out of what the app sends (dash_components).
-    let hidden = policy.hidden_components(who);
-    let filter = hidden
+    let filter = policy
+        .hidden_components(who)
+        .and_then(|hidden| Some((Filter::for_request(&path, &method)?, hidden)));
+    let identity = filter
         .as_ref()
-        .and_then(|_| Filter::for_request(&path, &method));
-    let identity =
-        filter.is_some_and(|f| f.asks_identity(wants_html(req.headers(), req.uri().path())));
+        .is_some_and(|(f, _)| f.asks_identity(wants_html(req.headers(), req.uri().path())));
 
     let upgrade = is_upgrade(&req);
     if upgrade {
@@ -686,7 +686,7 @@ async fn pass(
         .await?;
     gw.metrics.upstream_latency(started.elapsed());
     strip_our_set_cookies(&mut resp, &gw.cookies);
-    if let Some(filter) = filter {
+    if let Some((filter, hidden)) = filter {
         let limits = &gw.config.limits;
         let read = filter::read(
             resp,
@@ -696,8 +696,8 @@ async fn pass(
         )
         .await?;
         let limit = limits.max_inspect_bytes;
-        resp = match (read, hidden) {
-            (filter::Read::Whole(parts, bytes), Some(hidden))
+        resp = match read {
+            filter::Read::Whole(parts, bytes)
                 if bytes.len() > OFF_THREAD
                     || parts.headers.contains_key(header::CONTENT_ENCODING) =>
             {
@@ -709,11 +709,10 @@ async fn pass(
                 .await
                 .map_err(|_| Error::BadGateway)??
             }
-            (filter::Read::Whole(parts, bytes), Some(hidden)) => {
+            filter::Read::Whole(parts, bytes) => {
                 filter::rewrite(parts, bytes, &hidden, filter, limit)?
             }
-            (filter::Read::Whole(parts, bytes), None) => Response::from_parts(parts, full(bytes)),
-            (filter::Read::Untouched(r), _) => r,
+            filter::Read::Untouched(r) => r,
         };
     }
     Ok(resp)

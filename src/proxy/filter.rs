@@ -88,6 +88,8 @@ pub async fn read(
         ));
     }
     let (parts, mut body) = resp.into_parts();
+    // Not `Limited::collect` as in `proxy::read_body`: on this boxed body its future defeats
+    // rustc's proof that the connection task is `Send` ("not general enough").
     let collect = async {
         let mut buf = bytes::BytesMut::new();
         while let Some(frame) = body.frame().await {
