@@ -10,16 +10,7 @@ use dashgate::policy::{Policy, Subject};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
-const POLICY: &str = r#"
-[[rule]]
-dash_components = ["salary-*", "admin-panel", { type = "secret-row" }]
-roles = ["admin"]
-
-[[rule]]
-dash_components = ["budget"]
-roles = ["admin"]
-placeholder = "Restricted"
-"#;
+const POLICY: &str = include_str!("../../tests/fixtures/components.toml");
 
 struct Viewer;
 impl Subject for Viewer {

@@ -223,16 +223,7 @@ mod tests {
     use crate::policy::tests::Who;
     use serde_json::json;
 
-    const POLICY: &str = r#"
-[[rule]]
-dash_components = ["salary-*", "admin-panel", { type = "secret-row" }]
-roles = ["admin"]
-
-[[rule]]
-dash_components = ["budget"]
-permissions = ["budget:read"]
-placeholder = "Restricted"
-"#;
+    const POLICY: &str = include_str!("../../tests/fixtures/components.toml");
 
     const VIEWER: Who = Who(&["viewer"], &[]);
     const ADMIN: Who = Who(&["admin"], &["budget:read"]);
