@@ -445,7 +445,7 @@ async fn route(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result
     if let Some(rest) = path.strip_prefix(prefix) {
         if rest.is_empty() || rest.starts_with('/') {
             let sub = rest.to_owned();
-            return crate::auth::handle(gw, peer, req, &sub).await;
+            return Ok(crate::auth::handle(gw, peer, req, &sub).await);
         }
     }
     proxy_request(gw, peer, req).await
@@ -476,13 +476,6 @@ const QUERY_VALUE: &AsciiSet = &CONTROLS
     .add(b'^')
     .add(b'|')
     .add(b'\'');
-
-fn is_safe_method(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    )
-}
 
 async fn proxy_request(
     gw: &Gateway,
@@ -569,10 +562,8 @@ async fn pass(
         session,
         now,
     } = passed;
-    if let Some(s) = &session {
-        if !is_safe_method(&method) {
-            gw.check_csrf(req.headers(), s, now)?;
-        }
+    if let Some(s) = session.as_ref().filter(|s| csrf::required(&method, s.via)) {
+        gw.check_csrf(req.headers(), &s.claims.sid, None, now)?;
     }
     let who = session.as_ref().map(|s| &*s.claims as &dyn Subject);
     let user = session.as_ref().map(|s| s.claims.sub.clone());

@@ -21,22 +21,43 @@ use crate::error::Error;
 use crate::http_util::{Response, content_type, full, json, redirect};
 use crate::proxy::read_body;
 use crate::server::Gateway;
-use crate::session::{Outcome, Via, cookies, csrf, secs};
+use crate::session::{Named, NamedUser, Outcome, Via, cookies, csrf, secs};
 
 /// Largest body the auth endpoints read (a login form is a few hundred bytes).
 const MAX_AUTH_BODY: usize = 16 * 1024;
 
 /// Answer a request whose path starts with the auth prefix; `sub` is the rest of the path.
+///
+/// Two things hold for every endpoint, whatever the handler does:
+/// - [`admit`] runs first: a state-changing request that a browser marks as cross-site or
+///   foreign-origin, or that carries a body type the endpoint does not read, is refused before
+///   any credential is looked at, so nothing (an inline refresh included) has changed when it
+///   is refused;
+/// - the cookies of an inline refresh made while serving the request ([`Carry`]) go on the
+///   answer, whatever it is — a refusal, an error, a redirect — so the browser never keeps a
+///   refresh token that has just been spent.
+///
 /// Every answer is `nosniff` and, unless it is one of the public, user-independent resources
 /// that set their own caching (JWKS, stylesheet), `no-store`. (Errors get the same headers in
 /// [`Error::into_response`].)
-pub async fn handle(
-    gw: &Gateway,
-    peer: SocketAddr,
-    req: Request<Incoming>,
-    sub: &str,
-) -> Result<Response, Error> {
-    let mut r = dispatch(gw, peer, req, sub).await?;
+pub async fn handle(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>, sub: &str) -> Response {
+    let html = crate::http_util::wants_html(req.headers(), req.uri().path());
+    let mut carry = Carry::default();
+    let answer = match admit(req.method(), sub, req.headers()) {
+        Ok(()) => dispatch(gw, peer, req, sub, &mut carry).await,
+        Err(e) => Err(e),
+    };
+    let mut r = answer.unwrap_or_else(|e| e.into_response(html));
+    // Before the handler's own: when a handler starts a new session (a password change), its
+    // cookies must be the ones the browser keeps.
+    let own: Vec<HeaderValue> = r
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .cloned()
+        .collect();
+    r.headers_mut().remove(header::SET_COOKIE);
+    add_cookies(&mut r, carry.cookies.into_iter().chain(own));
     let h = r.headers_mut();
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
@@ -44,7 +65,62 @@ pub async fn handle(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    Ok(r)
+    r
+}
+
+/// Body types of the endpoints that read a form or JSON (login, password change).
+const FORM_OR_JSON: &[&str] = &["application/x-www-form-urlencoded", "application/json"];
+
+/// The one decision, for every endpoint under the auth prefix, of what a request must satisfy
+/// before its handler runs. A state-changing method must not come from another site (Fetch
+/// Metadata, or `Origin` against `Host`) — on every endpoint, whether or not the request turns
+/// out to carry a session (a cross-site logout would otherwise sign anyone out) — and must
+/// carry a body type the endpoint reads. Safe methods change nothing and pass. The session's
+/// CSRF token, which needs to know the session, is checked by the handlers with
+/// [`Gateway::check_csrf`], also before anything changes.
+pub fn admit(method: &Method, sub: &str, headers: &http::HeaderMap) -> Result<(), Error> {
+    if csrf::is_safe_method(method) {
+        return Ok(());
+    }
+    csrf::check_origin(headers)?;
+    let reads: &[&str] = match (sub, method) {
+        ("/login" | "/password", &Method::POST) => FORM_OR_JSON,
+        _ => return Ok(()),
+    };
+    match content_type(headers) {
+        Some(ct) if reads.contains(&ct.as_str()) => Ok(()),
+        _ => Err(Error::UnsupportedMediaType),
+    }
+}
+
+/// `Set-Cookie` values an answer must carry whatever it turns out to be: those of an inline
+/// refresh (or a repaired CSRF cookie) made while serving the request, or the removal of dead
+/// session cookies. Handlers authenticate through [`Carry::authenticate`]; [`handle`] puts the
+/// cookies on the answer.
+#[derive(Default)]
+pub struct Carry {
+    cookies: Vec<HeaderValue>,
+}
+
+impl Carry {
+    /// [`Gateway::authenticate`], keeping the cookies it sets.
+    async fn authenticate(
+        &mut self,
+        gw: &Gateway,
+        headers: &http::HeaderMap,
+        now: i64,
+    ) -> Result<Option<crate::session::Session>, Error> {
+        match gw.authenticate(headers, now).await? {
+            Outcome::Authenticated(mut s) => {
+                self.cookies.append(&mut s.set_cookies);
+                Ok(Some(s))
+            }
+            Outcome::Anonymous { clear } => {
+                self.cookies.extend(clear);
+                Ok(None)
+            }
+        }
+    }
 }
 
 async fn dispatch(
@@ -52,20 +128,21 @@ async fn dispatch(
     peer: SocketAddr,
     req: Request<Incoming>,
     sub: &str,
+    carry: &mut Carry,
 ) -> Result<Response, Error> {
     let method = req.method().clone();
     match (sub, method) {
         ("/login", Method::GET | Method::HEAD) => login_page(gw, &req),
         ("/login", Method::POST) => login(gw, peer, req).await,
-        ("/logout", Method::GET | Method::HEAD) => logout_page(gw, &req).await,
+        ("/logout", Method::GET | Method::HEAD) => logout_page(gw, &req, carry).await,
         ("/logout", Method::POST) => logout(gw, peer, req).await,
-        ("/password", Method::GET | Method::HEAD) => password_page(gw, &req).await,
-        ("/password", Method::POST) => change_password(gw, peer, req).await,
-        ("/metrics", Method::GET) => metrics(gw, &req).await,
+        ("/password", Method::GET | Method::HEAD) => password_page(gw, &req, carry).await,
+        ("/password", Method::POST) => change_password(gw, peer, req, carry).await,
+        ("/metrics", Method::GET) => metrics(gw, &req, carry).await,
         ("/oidc/start", Method::GET | Method::HEAD) => oidc::start(gw, &req).await,
         ("/oidc/callback", Method::GET) => oidc::callback(gw, peer, &req).await,
         ("/refresh", Method::POST) => refresh(gw, req).await,
-        ("/userinfo", Method::GET | Method::HEAD) => userinfo(gw, &req).await,
+        ("/userinfo", Method::GET | Method::HEAD) => userinfo(gw, &req, carry).await,
         ("/jwks.json", Method::GET | Method::HEAD) => {
             let mut r = json(StatusCode::OK, &gw.keys.jwks());
             r.headers_mut().insert(
@@ -310,7 +387,6 @@ fn parse_login(ct: Option<&str>, body: &Bytes) -> Result<LoginRequest, Error> {
 }
 
 async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result<Response, Error> {
-    csrf::check_origin(req.headers())?;
     let ct = content_type(req.headers());
     let login_cookie = cookies::get(req.headers(), &gw.cookies.login_csrf).map(str::to_owned);
     let previous = previous_session(gw, req.headers());
@@ -472,16 +548,7 @@ async fn refresh(gw: &Gateway, req: Request<Incoming>) -> Result<Response, Error
         .family_of(hash, now)
         .await?
         .ok_or(Error::Unauthenticated)?;
-    csrf::check_origin(headers)?;
-    let submitted = headers.get(csrf::HEADER).and_then(|v| v.to_str().ok());
-    csrf::check(
-        gw.keys.csrf_key(),
-        cookies::get(headers, &gw.cookies.csrf),
-        submitted,
-        csrf::Binding::Session(&family.id),
-        now,
-        None,
-    )?;
+    gw.check_csrf(headers, &family.id, None, now)?;
     let issued = gw
         .refresh(presented, now)
         .await?
@@ -499,28 +566,24 @@ pub const METRICS_PERMISSION: &str = "dashgate:metrics";
 
 /// Prometheus metrics, for `metrics.public`, the scraper's bearer token (`metrics.token_file`)
 /// or a user with the `dashgate:metrics` permission.
-async fn metrics(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, Error> {
+async fn metrics(
+    gw: &Gateway,
+    req: &Request<Incoming>,
+    carry: &mut Carry,
+) -> Result<Response, Error> {
     let scraper = match (&gw.metrics_token, crate::session::bearer(req.headers())?) {
         (Some(want), Some(got)) => csrf::secrets_equal(want, got),
         _ => false,
     };
-    // An inline refresh may happen here too: its cookies go on the answer, whatever it is.
-    let mut set_cookies = Vec::new();
     if !gw.config.metrics.public && !scraper {
-        let refused = match gw.authenticate(req.headers(), clock::now()).await? {
-            Outcome::Authenticated(s) => {
-                let allowed = s.claims.permissions.iter().any(|p| p == METRICS_PERMISSION);
-                set_cookies = s.set_cookies;
-                (!allowed).then_some(Error::Forbidden(
+        match carry.authenticate(gw, req.headers(), clock::now()).await? {
+            Some(s) if s.claims.permissions.iter().any(|p| p == METRICS_PERMISSION) => {}
+            Some(_) => {
+                return Err(Error::Forbidden(
                     "metrics need the dashgate:metrics permission",
-                ))
+                ));
             }
-            Outcome::Anonymous { .. } => Some(Error::Unauthenticated),
-        };
-        if let Some(e) = refused {
-            let mut r = e.into_response(false);
-            add_cookies(&mut r, set_cookies);
-            return Ok(r);
+            None => return Err(Error::Unauthenticated),
         }
     }
     let healthy = (0..gw.proxy.upstreams.len())
@@ -555,35 +618,35 @@ async fn metrics(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, Erro
     );
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    add_cookies(&mut r, set_cookies);
     Ok(r)
 }
 
-async fn userinfo(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, Error> {
-    match gw.authenticate(req.headers(), clock::now()).await? {
-        Outcome::Authenticated(s) => {
-            let c = &s.claims;
-            let mut r = json(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "sub": c.sub, "roles": c.roles, "permissions": c.permissions, "exp": c.exp,
-                }),
-            );
-            add_cookies(&mut r, s.set_cookies);
-            Ok(r)
-        }
-        Outcome::Anonymous { clear } => {
-            let mut r = Error::Unauthenticated.into_response(false);
-            add_cookies(&mut r, clear);
-            Ok(r)
-        }
-    }
+async fn userinfo(
+    gw: &Gateway,
+    req: &Request<Incoming>,
+    carry: &mut Carry,
+) -> Result<Response, Error> {
+    let s = carry
+        .authenticate(gw, req.headers(), clock::now())
+        .await?
+        .ok_or(Error::Unauthenticated)?;
+    let c = &s.claims;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "sub": c.sub, "roles": c.roles, "permissions": c.permissions, "exp": c.exp,
+        }),
+    ))
 }
 
-async fn logout_page(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, Error> {
+async fn logout_page(
+    gw: &Gateway,
+    req: &Request<Incoming>,
+    carry: &mut Carry,
+) -> Result<Response, Error> {
     let now = clock::now();
-    let (username, token, set) = match gw.authenticate(req.headers(), now).await? {
-        Outcome::Authenticated(s) => {
+    let (username, token) = match carry.authenticate(gw, req.headers(), now).await? {
+        Some(s) => {
             // A fresh token of this session for the form: the CSRF check accepts it beside the
             // session's cookie, which authenticate() has already repaired if it was missing.
             let token = csrf::issue(
@@ -591,10 +654,9 @@ async fn logout_page(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, 
                 csrf::Binding::Session(&s.claims.sid),
                 now,
             )?;
-            let set = s.set_cookies;
-            (Some(s.claims.sub.clone()), Some(token), set)
+            (Some(s.claims.sub.clone()), Some(token))
         }
-        Outcome::Anonymous { clear } => (None, None, clear),
+        None => (None, None),
     };
     let mut r = html(
         StatusCode::OK,
@@ -607,7 +669,6 @@ async fn logout_page(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, 
     if let Some(provider) = gw.oidc.as_deref() {
         pages::allow_form_targets(r.headers_mut(), &provider.end_session_origins());
     }
-    add_cookies(&mut r, set);
     Ok(r)
 }
 
@@ -662,32 +723,6 @@ async fn check_password(
     Ok(PasswordCheck::Refused(reason))
 }
 
-/// CSRF for a cookie session's form or XHR to an auth endpoint: Fetch Metadata / Origin, then
-/// the session's signed token from the form field or, failing that, the `X-CSRFToken` header.
-fn check_session_csrf(
-    gw: &Gateway,
-    headers: &http::HeaderMap,
-    form_token: Option<String>,
-    sid: &str,
-    now: i64,
-) -> Result<(), Error> {
-    csrf::check_origin(headers)?;
-    let submitted = form_token.or_else(|| {
-        headers
-            .get(csrf::HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    });
-    csrf::check(
-        gw.keys.csrf_key(),
-        cookies::get(headers, &gw.cookies.csrf),
-        submitted.as_deref(),
-        csrf::Binding::Session(sid),
-        now,
-        None,
-    )
-}
-
 async fn logout(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result<Response, Error> {
     let now = clock::now();
     let wants_json = content_type(req.headers()).as_deref() == Some("application/json")
@@ -705,30 +740,10 @@ async fn logout(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Resul
     )
     .await?;
 
-    // Which session is this? Bearer, a valid access cookie, or (access expired) the refresh
-    // cookie's family.
-    let bearer = crate::session::bearer(&headers)?;
-    let (sid, claims, via, family_user) = if let Some(token) = bearer {
-        let claims = gw.verify_access(token, now).ok_or(Error::Unauthenticated)?;
-        (Some(claims.sid.clone()), Some(claims), Via::Bearer, None)
-    } else if let Some(claims) =
-        cookies::get(&headers, &gw.cookies.access).and_then(|t| gw.verify_access(t, now))
-    {
-        (Some(claims.sid.clone()), Some(claims), Via::Cookie, None)
-    } else {
-        // The refresh cookie's family, or in server mode the session cookie's.
-        let family = match cookies::get(&headers, &gw.cookies.refresh)
-            .or_else(|| cookies::get(&headers, &gw.cookies.session))
-            .and_then(crate::token::refresh::parse)
-        {
-            Some(hash) => gw.store.family_of(hash, now).await?,
-            None => None,
-        };
-        let user = family.as_ref().map(|f| f.user_id);
-        (family.map(|f| f.id), None, Via::Cookie, user)
-    };
-
-    if let (Some(sid), Via::Cookie) = (&sid, via) {
+    // Which session is this? Read without refreshing it: a logout ends it, whatever state its
+    // tokens are in.
+    let named = gw.identify(&headers, now).await?;
+    if let Some(n) = named.as_ref().filter(|n| n.via == Via::Cookie) {
         let form_token = (ct.as_deref() == Some("application/x-www-form-urlencoded"))
             .then(|| {
                 form_urlencoded::parse(&body)
@@ -736,8 +751,22 @@ async fn logout(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Resul
                     .map(|(_, v)| v.into_owned())
             })
             .flatten();
-        check_session_csrf(gw, &headers, form_token, sid, now)?;
+        gw.check_csrf(&headers, &n.sid, form_token.as_deref(), now)?;
     }
+    let via = named.as_ref().map_or(Via::Cookie, |n| n.via);
+    let (sid, claims, family_user) = match named {
+        Some(Named {
+            sid,
+            user: NamedUser::Claims(c),
+            ..
+        }) => (Some(sid), Some(c), None),
+        Some(Named {
+            sid,
+            user: NamedUser::Id(id),
+            ..
+        }) => (Some(sid), None, Some(id)),
+        None => (None, None, None),
+    };
     if let Some(sid) = &sid {
         gw.revoke_session(sid, now).await?;
     }
@@ -787,16 +816,15 @@ async fn logout(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Resul
 }
 
 /// The change-password form, for a signed-in browser session.
-async fn password_page(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, Error> {
+async fn password_page(
+    gw: &Gateway,
+    req: &Request<Incoming>,
+    carry: &mut Carry,
+) -> Result<Response, Error> {
     let now = clock::now();
     let prefix = &gw.config.auth_prefix;
-    let session = match gw.authenticate(req.headers(), now).await? {
-        Outcome::Authenticated(s) => s,
-        Outcome::Anonymous { clear } => {
-            let mut r = redirect(StatusCode::SEE_OTHER, &format!("{prefix}/login"));
-            add_cookies(&mut r, clear);
-            return Ok(r);
-        }
+    let Some(session) = carry.authenticate(gw, req.headers(), now).await? else {
+        return Ok(redirect(StatusCode::SEE_OTHER, &format!("{prefix}/login")));
     };
     let notice = query_param(req, "changed")
         .and_then(|n| n.parse().ok())
@@ -817,9 +845,7 @@ fn password_form(
         now,
     )?;
     let page = pages::password_page(&gw.config.auth_prefix, &token, &session.claims.sub, notice);
-    let mut r = html(status, page);
-    add_cookies(&mut r, session.set_cookies.iter().cloned());
-    Ok(r)
+    Ok(html(status, page))
 }
 
 #[derive(Deserialize)]
@@ -886,6 +912,7 @@ async fn change_password(
     gw: &Gateway,
     peer: SocketAddr,
     req: Request<Incoming>,
+    carry: &mut Carry,
 ) -> Result<Response, Error> {
     let now = clock::now();
     let headers = req.headers().clone();
@@ -895,15 +922,22 @@ async fn change_password(
         gw.config.limits.body_read_timeout,
     )
     .await?;
-    let session = match gw.authenticate(&headers, now).await? {
-        Outcome::Authenticated(s) => s,
-        Outcome::Anonymous { .. } => return Err(Error::Unauthenticated),
-    };
     let change = parse_password_change(content_type(&headers).as_deref(), &body)?;
-    if session.via == Via::Cookie {
-        let form_token = change.csrf_token.clone();
-        check_session_csrf(gw, &headers, form_token, &session.claims.sid, now)?;
+    // The CSRF token is checked against the session the request names before anything
+    // changes: an inline refresh spends the refresh token, and a refusal after it would leave
+    // the browser with a spent one.
+    let named = gw
+        .identify(&headers, now)
+        .await?
+        .ok_or(Error::Unauthenticated)?;
+    if named.via == Via::Cookie {
+        gw.check_csrf(&headers, &named.sid, change.csrf_token.as_deref(), now)?;
     }
+    let session = carry
+        .authenticate(gw, &headers, now)
+        .await?
+        .filter(|s| s.claims.sid == named.sid)
+        .ok_or(Error::Unauthenticated)?;
     // A refusal: the form again with the message, or a JSON error.
     let refuse = |status: StatusCode, message: &str, err: Error| {
         if change.form {

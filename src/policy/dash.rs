@@ -21,11 +21,11 @@ pub enum ComponentId {
 }
 
 impl ComponentId {
-    /// Canonical text: the string itself, or compact JSON with sorted keys (as Dash writes it).
+    /// Canonical text: the string itself, or the dict as Dash writes it in callback keys.
     pub fn canonical(&self) -> String {
         match self {
             ComponentId::Str(s) => s.clone(),
-            ComponentId::Dict(m) => Value::Object(m.clone()).to_string(),
+            ComponentId::Dict(m) => dict_id_text(m),
         }
     }
 
@@ -36,6 +36,72 @@ impl ComponentId {
             _ => Err(DashError("component id must be a string or an object")),
         }
     }
+}
+
+/// A dict id as Dash writes it (`stringify_id`: Python's `json.dumps(id, sort_keys=True,
+/// separators=(",", ":"))`): keys sorted, no spaces, every character beyond ASCII escaped as
+/// `\uXXXX`. Keys are sorted here whatever order the map keeps.
+pub fn dict_id_text(m: &Map<String, Value>) -> String {
+    let mut out = String::new();
+    write_python_json(&Value::Object(m.clone()), &mut out);
+    out
+}
+
+fn write_python_json(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_python_string(k, out);
+                out.push(':');
+                if let Some(item) = m.get(k) {
+                    write_python_json(item, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_python_json(item, out);
+            }
+            out.push(']');
+        }
+        Value::String(s) => write_python_string(s, out),
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn write_python_string(s: &str, out: &mut String) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{u:04x}");
+                }
+            }
+        }
+    }
+    out.push('"');
 }
 
 /// A callback body the gateway could not read.

@@ -385,14 +385,12 @@ impl Policy {
     pub fn check_outputs(&self, ids: &[ComponentId], who: Option<&dyn Subject>) -> Verdict {
         for id in ids {
             let canonical = id.canonical();
-            let exact = match id {
-                ComponentId::Str(s) => self
-                    .exact_outputs
-                    .get(s)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default(),
-                ComponentId::Dict(_) => &[],
-            };
+            // String ids by themselves, dict ids by the text Dash writes for them.
+            let exact = self
+                .exact_outputs
+                .get(&canonical)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             let patterned = self
                 .pattern_outputs
                 .iter()
@@ -485,6 +483,16 @@ fn parse_path_pattern(p: &str) -> Result<Vec<Segment>, String> {
 fn parse_output_pattern(v: &Value) -> Result<OutputPattern, String> {
     match v {
         Value::String(s) if s.is_empty() => Err("empty pattern".to_owned()),
+        // A dict id written as its JSON text names that id exactly, however it is spaced or
+        // ordered: kept as the text Dash writes, which is what ids are looked up by.
+        Value::String(s) if !s.contains('*') && s.trim_start().starts_with('{') => {
+            match serde_json::from_str::<Json>(s) {
+                Ok(Json::Object(m)) => Ok(OutputPattern::Glob(dash::dict_id_text(&m))),
+                _ => Err(format!(
+                    "{s:?} looks like a dict id but is not a JSON object"
+                )),
+            }
+        }
         Value::String(s) => Ok(OutputPattern::Glob(s.clone())),
         Value::Table(t) if !t.is_empty() => {
             let mut pairs = Vec::new();

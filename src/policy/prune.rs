@@ -58,14 +58,24 @@ impl Hidden {
         match id {
             Json::String(s) => self.rule_for_str(s),
             Json::Object(m) => {
-                let mut canonical: Option<String> = None;
+                // Exact patterns and globs see the text Dash writes for a dict id (made only
+                // when some pattern needs it).
+                let canonical = std::cell::OnceCell::new();
+                let text = || canonical.get_or_init(|| super::dash::dict_id_text(m));
+                if !p.exact_components.is_empty() {
+                    if let Some(rule) = p
+                        .exact_components
+                        .get(text().as_str())
+                        .into_iter()
+                        .flatten()
+                        .find_map(|i| self.denies(*i))
+                    {
+                        return Some(rule);
+                    }
+                }
                 p.pattern_components.iter().find_map(|(pat, i)| {
                     let hit = match pat {
-                        OutputPattern::Glob(g) => {
-                            let text = canonical
-                                .get_or_insert_with(|| Json::Object(m.clone()).to_string());
-                            glob(g, text)
-                        }
+                        OutputPattern::Glob(g) => glob(g, text()),
                         OutputPattern::Dict(pairs) => dict_matches(pairs, m),
                     };
                     if hit { self.denies(*i) } else { None }

@@ -168,6 +168,92 @@ fn output_rules() -> Result<(), String> {
 }
 
 #[test]
+fn dict_ids_written_as_their_json_match_exactly() -> Result<(), String> {
+    use serde_json::json;
+    // The README: a string pattern is matched against the canonical JSON of dict ids, so a
+    // pattern without `*` that is a dict id's JSON names that id, however it is spaced or
+    // ordered.
+    let p = Policy::parse(
+        r#"
+[[rule]]
+dash_outputs = ['{"index":1,"type":"vault"}', '{ "type": "vault", "index": "two" }']
+roles = ["admin"]
+
+[[rule]]
+dash_components = ['{"type":"ops-row","index":7}']
+roles = ["admin"]
+"#,
+    )?;
+    let p = Arc::new(p);
+    let d = |v: serde_json::Value| match v {
+        serde_json::Value::Object(m) => ComponentId::Dict(m),
+        _ => ComponentId::Str(String::new()),
+    };
+    for id in [
+        json!({"type": "vault", "index": 1}),
+        json!({"index": "two", "type": "vault"}),
+        json!({"index": 7, "type": "ops-row"}),
+    ] {
+        assert_eq!(
+            p.check_outputs(&[d(id.clone())], Some(&VIEWER)),
+            Verdict::Forbidden(
+                if id["type"] == "vault" {
+                    "rule 1"
+                } else {
+                    "rule 2"
+                }
+                .into()
+            ),
+            "{id}"
+        );
+        assert_eq!(p.check_outputs(&[d(id)], Some(&ADMIN)), Verdict::Allow);
+    }
+    for other in [
+        json!({"type": "vault", "index": 3}),
+        json!({"type": "vault", "index": "1"}),
+        json!({"type": "vault", "index": 1, "x": 0}),
+    ] {
+        assert_eq!(p.check_outputs(&[d(other)], Some(&VIEWER)), Verdict::Allow);
+    }
+    let hidden = p.hidden_components(Some(&VIEWER)).ok_or("hides ops-row")?;
+    assert!(
+        hidden
+            .rule_for(&json!({"index": 7, "type": "ops-row"}))
+            .is_some()
+    );
+    assert!(
+        hidden
+            .rule_for(&json!({"index": 8, "type": "ops-row"}))
+            .is_none()
+    );
+    assert!(Policy::parse("[[rule]]\ndash_outputs = ['{oops']\nroles = ['a']\n").is_err());
+    Ok(())
+}
+
+#[test]
+fn dict_id_text_is_what_dash_writes() {
+    use serde_json::json;
+    // Python's json.dumps(id, sort_keys=True, separators=(",", ":")): sorted keys, no spaces,
+    // non-ASCII escaped.
+    let text = |v: serde_json::Value| match v {
+        serde_json::Value::Object(m) => dash::dict_id_text(&m),
+        _ => String::new(),
+    };
+    assert_eq!(
+        text(json!({"type": "row", "index": 2, "a": true})),
+        r#"{"a":true,"index":2,"type":"row"}"#
+    );
+    assert_eq!(
+        text(json!({"name": "café \"q\" 😀\u{7f}"})),
+        r#"{"name":"caf\u00e9 \"q\" \ud83d\ude00\u007f"}"#
+    );
+    assert_eq!(
+        text(json!({"index": ["MATCH"], "type": "row"})),
+        r#"{"index":["MATCH"],"type":"row"}"#
+    );
+}
+
+#[test]
 fn errors_name_rule_and_field() {
     let err = |text: &str| Policy::parse(text).err().unwrap_or_default();
     let cases = [

@@ -118,6 +118,22 @@ pub fn check(
     Ok(())
 }
 
+/// Does a request need the session's CSRF token? Every state-changing method of a cookie
+/// session does; safe methods change nothing, and a bearer token is no ambient credential a
+/// foreign site could make a browser send.
+pub fn required(method: &http::Method, via: super::Via) -> bool {
+    !is_safe_method(method) && via == super::Via::Cookie
+}
+
+/// GET, HEAD, OPTIONS and TRACE: methods that must not change state (RFC 9110 9.2.1).
+pub fn is_safe_method(m: &http::Method) -> bool {
+    use http::Method;
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
 /// Fetch Metadata with an `Origin` fallback: refuse requests a browser marks as coming from
 /// another site. Same-site requests are refused too (a sibling subdomain is not us). Requests
 /// with neither header come from non-browser clients and are left to the token check.

@@ -462,27 +462,85 @@ impl Gateway {
         })
     }
 
-    /// Enforce CSRF on a cookie-authenticated request with an unsafe method.
+    /// The CSRF check of a cookie session, for every state-changing request that needs one
+    /// ([`csrf::required`]): proxied requests, and logout, refresh and password changes under
+    /// the auth prefix. Fetch Metadata / `Origin` first, then the session's signed token — the
+    /// form field when a form carried one, otherwise the `X-CSRFToken` header — beside the
+    /// `_csrf_token` cookie.
     pub fn check_csrf(
         &self,
         headers: &HeaderMap,
-        session: &Session,
+        sid: &str,
+        form_token: Option<&str>,
         now: i64,
     ) -> Result<(), Error> {
-        if session.via == Via::Bearer {
-            return Ok(());
-        }
         csrf::check_origin(headers)?;
-        let submitted = headers.get(csrf::HEADER).and_then(|v| v.to_str().ok());
+        let submitted =
+            form_token.or_else(|| headers.get(csrf::HEADER).and_then(|v| v.to_str().ok()));
         csrf::check(
             self.keys.csrf_key(),
             cookies::get(headers, &self.cookies.csrf),
             submitted,
-            csrf::Binding::Session(&session.claims.sid),
+            csrf::Binding::Session(sid),
             now,
             None,
         )
     }
+
+    /// Which session a request names, read without changing anything (no inline refresh, no
+    /// rotation): a bearer token's, a valid access cookie's, or — the access cookie missing or
+    /// expired — the family of the refresh cookie (in server mode, of the session cookie).
+    /// What must be checked before anything changes state (the CSRF token of `/auth`
+    /// endpoints) and what logout ends come from here. A bearer token that does not verify is
+    /// an error, not "no session".
+    pub async fn identify(&self, headers: &HeaderMap, now: i64) -> Result<Option<Named>, Error> {
+        if let Some(token) = bearer(headers)? {
+            let claims = self
+                .verify_access(token, now)
+                .ok_or(Error::Unauthenticated)?;
+            return Ok(Some(Named {
+                sid: claims.sid.clone(),
+                via: Via::Bearer,
+                user: NamedUser::Claims(claims),
+            }));
+        }
+        if let Some(claims) =
+            cookies::get(headers, &self.cookies.access).and_then(|t| self.verify_access(t, now))
+        {
+            return Ok(Some(Named {
+                sid: claims.sid.clone(),
+                via: Via::Cookie,
+                user: NamedUser::Claims(claims),
+            }));
+        }
+        let Some(hash) = cookies::get(headers, &self.cookies.refresh)
+            .or_else(|| cookies::get(headers, &self.cookies.session))
+            .and_then(refresh::parse)
+        else {
+            return Ok(None);
+        };
+        Ok(self.store.family_of(hash, now).await?.map(|f| Named {
+            sid: f.id,
+            via: Via::Cookie,
+            user: NamedUser::Id(f.user_id),
+        }))
+    }
+}
+
+/// A session as [`Gateway::identify`] found it.
+#[derive(Debug)]
+pub struct Named {
+    /// The session (refresh family) id.
+    pub sid: String,
+    pub via: Via,
+    pub user: NamedUser,
+}
+
+/// Whose session it is: the claims of a valid access token, or only the user id of a family.
+#[derive(Debug)]
+pub enum NamedUser {
+    Claims(Arc<AccessClaims>),
+    Id(i64),
 }
 
 /// Server-mode claims by session id, each valid until its `exp`.

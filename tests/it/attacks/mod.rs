@@ -2,6 +2,7 @@
 //! ASVS and WSTG, PortSwigger's labs, PayloadsAllTheThings, peers' advisories), each against the
 //! real binary. `SECURITY.md` maps every guarantee to the tests here.
 
+mod auth_endpoints;
 mod csrf;
 mod headers;
 mod jwt;
