@@ -22,7 +22,7 @@ use crate::directory::password::Hasher;
 use crate::error::Error;
 use crate::http_util::{Response, full, json, redirect, wants_html};
 use crate::policy::path::{NormalPath, normalize};
-use crate::policy::{PolicyHandle, Subject, Verdict, dash};
+use crate::policy::{PolicyHandle, Subject, Verdict, dash, pages};
 use crate::proxy::filter::{self, Filter};
 use crate::proxy::{Proxy, headers as proxy_headers, is_upgrade, read_body};
 use crate::session::cookies::CookieNames;
@@ -569,7 +569,7 @@ async fn pass(
     let user = session.as_ref().map(|s| s.claims.sub.clone());
     enforce(
         &method,
-        &path,
+        &path.forward,
         policy.check_path(&path.segments, &method, who),
         user.as_deref(),
     )?;
@@ -601,15 +601,18 @@ async fn pass(
         })?;
         enforce(
             &method,
-            &path,
+            &path.forward,
             policy.check_outputs(&cb.outputs, who),
             user.as_deref(),
         )?;
+        let app = pages::app_prefix(&path.forward);
         for page in &cb.page_paths {
-            let page_path =
-                normalize(page).map_err(|_| Error::BadRequest("malformed page path"))?;
-            let verdict = policy.check_path(&page_path.segments, &Method::GET, who);
-            enforce(&method, &page_path, verdict, user.as_deref())?;
+            let readings = pages::readings(app, page).map_err(|e| {
+                tracing::debug!(error = %e, "refused a Dash Pages pathname");
+                Error::BadRequest("malformed Dash Pages pathname")
+            })?;
+            let verdict = policy.check_page(&readings, who);
+            enforce(&method, page, verdict, user.as_deref())?;
         }
         full(bytes)
     } else {
@@ -713,17 +716,12 @@ async fn pass(
 const OFF_THREAD: usize = 256 * 1024;
 
 /// Turn a policy verdict into "go on" or the error response, and log refusals.
-fn enforce(
-    method: &Method,
-    path: &NormalPath,
-    verdict: Verdict,
-    user: Option<&str>,
-) -> Result<(), Error> {
+fn enforce(method: &Method, path: &str, verdict: Verdict, user: Option<&str>) -> Result<(), Error> {
     match verdict {
         Verdict::Allow => Ok(()),
         Verdict::NeedLogin => Err(Error::Unauthenticated),
         Verdict::Forbidden(rule) => {
-            tracing::info!(event = "forbidden", user = user.unwrap_or("-"), path = %path.forward, method = %method, rule = %rule, "request refused by policy");
+            tracing::info!(event = "forbidden", user = user.unwrap_or("-"), path = %path, method = %method, rule = %rule, "request refused by policy");
             Err(Error::Forbidden("you do not have access to this page"))
         }
     }

@@ -1,5 +1,8 @@
 //! Path-rule lookup in a segment trie: the cost of a lookup depends on the depth of the path
-//! and the wildcards along it, not on how many rules the policy has.
+//! and the wildcards along it, not on how many rules the policy has. Two readings of `*`:
+//! one segment (HTTP paths), or one or more segments ([`PathMatcher::first_spanning`], for
+//! Dash Pages pathnames, which Dash matches against `path_template`s with `fnmatch`, whose
+//! `*` crosses `/`).
 
 use std::collections::HashMap;
 
@@ -53,6 +56,48 @@ impl PathMatcher {
         let mut best = None;
         walk(&self.root, segments, accept, &mut best);
         best
+    }
+}
+
+impl PathMatcher {
+    /// Like [`PathMatcher::first`], with every `*` standing for one or more segments. Each
+    /// (trie node, position) pair is visited once, so the cost is bounded by the trie's nodes
+    /// along the path times the path's length, however many `*` a pattern has.
+    pub fn first_spanning(
+        &self,
+        segments: &[String],
+        accept: &dyn Fn(usize) -> bool,
+    ) -> Option<usize> {
+        let mut best = None;
+        let mut seen = std::collections::HashSet::new();
+        walk_spanning(&self.root, segments, 0, accept, &mut best, &mut seen);
+        best
+    }
+}
+
+fn walk_spanning(
+    node: &Node,
+    segments: &[String],
+    at: usize,
+    accept: &dyn Fn(usize) -> bool,
+    best: &mut Option<usize>,
+    seen: &mut std::collections::HashSet<(usize, usize)>,
+) {
+    if !seen.insert((std::ptr::from_ref(node) as usize, at)) {
+        return;
+    }
+    consider(&node.rest, accept, best);
+    let Some(first) = segments.get(at) else {
+        consider(&node.here, accept, best);
+        return;
+    };
+    if let Some(child) = node.literal.get(first) {
+        walk_spanning(child, segments, at + 1, accept, best, seen);
+    }
+    if let Some(child) = &node.one {
+        for next in at + 1..=segments.len() {
+            walk_spanning(child, segments, next, accept, best, seen);
+        }
     }
 }
 
@@ -141,6 +186,43 @@ mod tests {
             Some(2),
             "`**` matches the bare prefix too"
         );
+    }
+
+    #[test]
+    fn spanning_stars_cross_segments() {
+        let mut m = PathMatcher::default();
+        for (i, p) in ["/reports/*", "/*/view", "/a/*/*/z", "/exact"]
+            .iter()
+            .enumerate()
+        {
+            m.insert(&pat(p), i);
+        }
+        let any = |_: usize| true;
+        for (path, one, spanning) in [
+            ("/reports/q1", Some(0), Some(0)),
+            ("/reports/q1/x", None, Some(0)),
+            ("/reports", None, None),
+            ("/x/y/view", None, Some(1)),
+            ("/a/b/c/z", Some(2), Some(2)),
+            ("/a/b/c/d/e/z", None, Some(2)),
+            ("/a/b/z", None, None),
+            ("/exact", Some(3), Some(3)),
+            ("/exact/more", None, None),
+        ] {
+            assert_eq!(m.first(&segs(path), &any), one, "{path}");
+            assert_eq!(m.first_spanning(&segs(path), &any), spanning, "{path}");
+        }
+        // Many stars and a long path stay cheap: each node is entered once per position.
+        let mut m = PathMatcher::default();
+        m.insert(&pat("/*/*/*/*/*/*/*/*/none"), 0);
+        let long: Vec<String> = (0..200).map(|i| format!("s{i}")).collect();
+        let visited = std::cell::Cell::new(0);
+        let counting = |_: usize| {
+            visited.set(visited.get() + 1);
+            true
+        };
+        assert_eq!(m.first_spanning(&long, &counting), None);
+        assert_eq!(visited.get(), 0);
     }
 
     #[test]

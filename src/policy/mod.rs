@@ -6,6 +6,7 @@
 
 pub mod dash;
 pub mod matcher;
+pub mod pages;
 pub mod path;
 pub mod prune;
 pub mod scan;
@@ -348,10 +349,23 @@ impl Policy {
 
     /// The first path rule for a normalised path and method.
     pub fn path_rule(&self, segments: &[String], method: &Method) -> Option<&Rule> {
+        self.first_path_rule(segments, method, false)
+    }
+
+    /// The first path rule; with `spanning`, a `*` stands for one or more segments.
+    fn first_path_rule(
+        &self,
+        segments: &[String],
+        method: &Method,
+        spanning: bool,
+    ) -> Option<&Rule> {
         let accept = |i: usize| self.rules.get(i).is_some_and(|r| r.applies_to(method));
-        self.paths
-            .first(segments, &accept)
-            .and_then(|i| self.rules.get(i))
+        let first = if spanning {
+            self.paths.first_spanning(segments, &accept)
+        } else {
+            self.paths.first(segments, &accept)
+        };
+        first.and_then(|i| self.rules.get(i))
     }
 
     /// Is this path public (no sign-in needed at all)?
@@ -366,7 +380,27 @@ impl Policy {
         method: &Method,
         who: Option<&dyn Subject>,
     ) -> Verdict {
-        match (self.path_rule(segments, method), who) {
+        self.verdict(self.path_rule(segments, method), who)
+    }
+
+    /// May `who` open the Dash Pages page a pathname stands for? Every reading of it
+    /// ([`pages::readings`]) is judged as a `GET` of that path, with `*` as one segment and as
+    /// one or more; the first that is not allowed decides.
+    pub fn check_page(&self, readings: &[Vec<String>], who: Option<&dyn Subject>) -> Verdict {
+        for reading in readings {
+            for spanning in [false, true] {
+                let rule = self.first_path_rule(reading, &Method::GET, spanning);
+                match self.verdict(rule, who) {
+                    Verdict::Allow => {}
+                    refused => return refused,
+                }
+            }
+        }
+        Verdict::Allow
+    }
+
+    fn verdict(&self, rule: Option<&Rule>, who: Option<&dyn Subject>) -> Verdict {
+        match (rule, who) {
             (Some(r), _) if r.public => Verdict::Allow,
             (_, None) => Verdict::NeedLogin,
             (Some(r), Some(w)) if r.allows(w) => Verdict::Allow,

@@ -328,15 +328,7 @@ async fn dash_pages_navigation_follows_path_rules() -> TestResult {
     let gw = setup(&up, &[]).await?;
     let victor = gw.login("victor", PASSWORD).await?;
     let alice = gw.login("alice", PASSWORD).await?;
-    for p in [
-        "/admin",
-        "/admin/",
-        "/%61dmin",
-        "//admin",
-        "/x/../admin",
-        "/admin;x",
-        "/Admin/users",
-    ] {
+    for p in ["/admin", "/admin/", "/%61dmin", "/admin;x", "/Admin/users"] {
         for id in ["_pages_location", "something-else"] {
             assert_eq!(
                 callback(&gw, "/_dash-update-component", &victor, &pages_body(p, id)).await?,
@@ -360,16 +352,18 @@ async fn dash_pages_navigation_follows_path_rules() -> TestResult {
         .await?,
         200
     );
-    assert_eq!(
-        callback(
-            &gw,
-            "/_dash-update-component",
-            &victor,
-            &pages_body("/%zz", "_pages_location")
-        )
-        .await?,
-        400
-    );
+    // Dash never resolves dot segments nor collapses slashes (a template could match them):
+    // such a pathname is malformed for everyone.
+    for p in ["/%zz", "//admin", "/x/../admin", "/admin/.."] {
+        for jar in [&victor, &alice] {
+            let body = pages_body(p, "_pages_location");
+            assert_eq!(
+                callback(&gw, "/_dash-update-component", jar, &body).await?,
+                400,
+                "{p}"
+            );
+        }
+    }
     Ok(())
 }
 
