@@ -54,6 +54,8 @@ pub struct Gateway {
     pub revocations: Arc<RevocationSet>,
     pub hasher: Hasher,
     pub proxy: Arc<Proxy>,
+    /// The app's callback lists (`_dash-dependencies`), read when a decision needs them.
+    pub dependencies: crate::proxy::dependencies::DependencyCache,
     pub policy: PolicyHandle,
     pub assertions: AssertionCache,
     /// Server-mode session claims (`session.mode = "server"`).
@@ -130,6 +132,7 @@ impl Gateway {
             keys,
             hasher,
             proxy,
+            dependencies: Default::default(),
             policy,
             assertions: AssertionCache::default(),
             session_cache: crate::session::SessionCache::default(),
@@ -574,13 +577,14 @@ async fn pass(
         user.as_deref(),
     )?;
 
-    // Components this user may not see come out of what the app sends (dash_components).
-    let filter = policy
-        .hidden_components(who)
-        .and_then(|hidden| Some((Filter::for_request(&path, &method)?, hidden)));
-    let identity = filter
+    // What this user may not see or write (dash_components, dash_outputs): components they
+    // may not see come out of what the app sends.
+    let restricted = policy.restrictions(who);
+    let mut filter = restricted
         .as_ref()
-        .is_some_and(|(f, _)| f.asks_identity(wants_html(req.headers(), req.uri().path())));
+        .filter(|h| h.hides_components())
+        .and_then(|_| Filter::for_request(&path, &method));
+    let navigation = wants_html(req.headers(), req.uri().path());
 
     let upgrade = is_upgrade(&req);
     if upgrade {
@@ -614,13 +618,34 @@ async fn pass(
             let verdict = policy.check_page(&readings, who);
             enforce(&method, page, verdict, user.as_deref())?;
         }
+        // For someone the output rules restrict, what the app's callback list says about this
+        // callback: the outputs its `running` option writes count as its outputs, and a
+        // background callback's answers (their `progress` values) are read.
+        if policy.has_output_rules() && (who.is_none() || restricted.is_some()) {
+            let limits = &gw.config.limits;
+            let deps = gw
+                .dependencies
+                .get(&gw.proxy, app, Some(&cb.key), limits.upstream_timeout)
+                .await?;
+            if let Some(spec) = deps.callbacks.get(&cb.key) {
+                enforce(
+                    &method,
+                    &path.forward,
+                    policy.check_outputs(&spec.running, who),
+                    user.as_deref(),
+                )?;
+                if spec.background && restricted.is_some() {
+                    filter = Some(Filter::Callback);
+                }
+            }
+        }
         full(bytes)
     } else {
         gw.proxy.stream_body(body)
     };
 
     proxy_headers::sanitize_request(&mut parts.headers, &gw.cookies);
-    if identity {
+    if filter.is_some_and(|f| f.asks_identity(navigation)) {
         // An answer the gateway will read comes whole and uncompressed.
         for name in [header::ACCEPT_ENCODING, header::RANGE, header::IF_RANGE] {
             parts.headers.remove(name);
@@ -680,40 +705,17 @@ async fn pass(
         .await?;
     gw.metrics.upstream_latency(started.elapsed());
     strip_our_set_cookies(&mut resp, &gw.cookies);
-    if let Some((filter, hidden)) = filter {
-        let limits = &gw.config.limits;
-        let read = filter::read(
-            resp,
-            filter,
-            limits.max_inspect_bytes,
-            limits.upstream_timeout,
-        )
-        .await?;
-        let limit = limits.max_inspect_bytes;
-        resp = match read {
-            filter::Read::Whole(parts, bytes)
-                if bytes.len() > OFF_THREAD
-                    || parts.headers.contains_key(header::CONTENT_ENCODING) =>
-            {
-                // Megabytes of layout (or what a compressed answer inflates to): scanned on
-                // the blocking pool, not a request thread.
-                tokio::task::spawn_blocking(move || {
-                    filter::rewrite(parts, bytes, &hidden, filter, limit)
-                })
-                .await
-                .map_err(|_| Error::BadGateway)??
-            }
-            filter::Read::Whole(parts, bytes) => {
-                filter::rewrite(parts, bytes, &hidden, filter, limit)?
-            }
-            filter::Read::Untouched(r) => r,
+    if let (Some(filter), Some(hidden)) = (filter, restricted) {
+        let needs = filter::Needs {
+            limit: gw.config.limits.max_inspect_bytes,
+            timeout: gw.config.limits.upstream_timeout,
+            dependencies: &gw.dependencies,
+            proxy: &gw.proxy,
         };
+        resp = filter::apply(resp, filter, hidden, &needs).await?;
     }
     Ok(resp)
 }
-
-/// Answers larger than this are pruned on the blocking pool (about 0.3 ms of scanning).
-const OFF_THREAD: usize = 256 * 1024;
 
 /// Turn a policy verdict into "go on" or the error response, and log refusals.
 fn enforce(method: &Method, path: &str, verdict: Verdict, user: Option<&str>) -> Result<(), Error> {

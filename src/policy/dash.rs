@@ -1,5 +1,7 @@
-//! Reading Dash callback requests (`POST …/_dash-update-component`): which component ids a
-//! callback writes to, and which page a Dash Pages navigation asks for.
+//! Reading what Dash sends: callback requests (`POST …/_dash-update-component`: which
+//! component ids a callback writes to, and which page a Dash Pages navigation asks for), and
+//! the app's callback list (`GET …/_dash-dependencies`: the outputs a callback writes besides
+//! its declared ones, while it runs, and which callbacks run in the browser).
 //!
 //! Dash picks the callback to run from the body's `output` key, so that key is the authority;
 //! the concrete ids in `outputs` are checked as well. A body that cannot be read is refused —
@@ -112,6 +114,8 @@ pub struct DashError(pub &'static str);
 /// What a callback request asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Callback {
+    /// The `output` key: which callback Dash runs (as `_dash-dependencies` lists it).
+    pub key: String,
     /// Every output id named by the `output` key and by `outputs`.
     pub outputs: Vec<ComponentId>,
     /// Page paths this request would render (Dash Pages routing callback).
@@ -127,6 +131,7 @@ pub fn parse(body: &[u8]) -> Result<Callback, DashError> {
         .and_then(Value::as_str)
         .ok_or(DashError("missing `output`"))?;
     let mut cb = Callback {
+        key: key.to_owned(),
         outputs: parse_output_key(key)?
             .into_iter()
             .map(|(id, _)| id)
@@ -209,6 +214,115 @@ fn collect_ids(v: &Value, out: &mut Vec<ComponentId>, depth: usize) -> Result<()
         out.push(ComponentId::from_value(id)?);
         Ok(())
     })
+}
+
+/// Namespace of the clientside functions Dash writes into the index page itself (a callback
+/// declared with JavaScript source text rather than a `ClientsideFunction` of an asset file).
+pub const INLINE_CLIENTSIDE: &str = "_dashprivate_clientside_funcs";
+
+/// One callback as `_dash-dependencies` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CallbackSpec {
+    /// Its declared outputs (from its key).
+    pub outputs: Vec<ComponentId>,
+    /// Outputs its `running` option sets while it runs: the values are in this listing, and
+    /// the browser writes them.
+    pub running: Vec<ComponentId>,
+    /// A background callback (`background`, or `long` before Dash 3): its answers may carry
+    /// `progress` values for other outputs.
+    pub background: bool,
+    /// Runs in the browser: `(namespace, function name)`.
+    pub clientside: Option<(String, String)>,
+}
+
+/// The app's callbacks by key, from `_dash-dependencies`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Dependencies {
+    pub callbacks: std::collections::HashMap<String, CallbackSpec>,
+}
+
+impl Dependencies {
+    /// Parse a `_dash-dependencies` answer (a JSON list of callbacks). Entries this gateway
+    /// cannot read are an error: what they would say is unknown.
+    pub fn parse(body: &[u8]) -> Result<Dependencies, DashError> {
+        let v: Value =
+            serde_json::from_slice(body).map_err(|_| DashError("dependencies are not JSON"))?;
+        let list = v
+            .as_array()
+            .ok_or(DashError("dependencies are not a list"))?;
+        let mut callbacks = std::collections::HashMap::with_capacity(list.len());
+        for item in list {
+            let (key, spec) = callback_spec(item)?;
+            callbacks.insert(key, spec);
+        }
+        Ok(Dependencies { callbacks })
+    }
+}
+
+/// One entry of `_dash-dependencies`: its key and what it says.
+pub fn callback_spec(item: &Value) -> Result<(String, CallbackSpec), DashError> {
+    let o = item
+        .as_object()
+        .ok_or(DashError("a callback is not an object"))?;
+    let key = o
+        .get("output")
+        .and_then(Value::as_str)
+        .ok_or(DashError("a callback without `output`"))?;
+    let outputs = parse_output_key(key)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let running = match o.get("running") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Object(r)) => {
+            let mut ids = Vec::new();
+            for member in ["running", "runningOff"] {
+                if let Some(Value::Object(values)) = r.get(member) {
+                    for k in values.keys() {
+                        ids.push(prop_key_id(k)?);
+                    }
+                }
+            }
+            ids
+        }
+        Some(_) => return Err(DashError("`running` is not an object")),
+    };
+    let background = ["background", "long"].iter().any(|k| {
+        o.get(*k)
+            .is_some_and(|v| !v.is_null() && v != &Value::Bool(false))
+    });
+    let clientside = match o.get("clientside_function") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(f)) => Some((
+            f.get("namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            f.get("function_name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        )),
+        Some(_) => return Err(DashError("`clientside_function` is not an object")),
+    };
+    Ok((
+        key.to_owned(),
+        CallbackSpec {
+            outputs,
+            running,
+            background,
+            clientside,
+        },
+    ))
+}
+
+/// The id in an `"id.prop"` key, as Dash writes outputs in `running`, `progress` and
+/// `progressDefault` (`str(Output(...))`; dict ids as their JSON text).
+pub fn prop_key_id(key: &str) -> Result<ComponentId, DashError> {
+    match parse_output_key(key)?.into_iter().next() {
+        Some((id, _)) => Ok(id),
+        None => Err(DashError("an output key without a property")),
+    }
 }
 
 /// Split a callback key into `(id, property)` pairs.

@@ -418,19 +418,7 @@ impl Policy {
     /// May `who` write to all of these outputs? Every rule matching any id must allow it.
     pub fn check_outputs(&self, ids: &[ComponentId], who: Option<&dyn Subject>) -> Verdict {
         for id in ids {
-            let canonical = id.canonical();
-            // String ids by themselves, dict ids by the text Dash writes for them.
-            let exact = self
-                .exact_outputs
-                .get(&canonical)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let patterned = self
-                .pattern_outputs
-                .iter()
-                .filter(|(p, _)| output_matches(p, id, &canonical))
-                .map(|(_, i)| *i);
-            for i in exact.iter().copied().chain(patterned) {
+            for i in self.output_rules(id) {
                 let Some(rule) = self.rules.get(i) else {
                     continue;
                 };
@@ -446,6 +434,24 @@ impl Policy {
         Verdict::Allow
     }
 
+    /// The rules (by index) that govern writing to this output: `dash_outputs` rules, and the
+    /// output rule every `dash_components` rule implies.
+    fn output_rules<'a>(&'a self, id: &'a ComponentId) -> impl Iterator<Item = usize> + 'a {
+        let canonical = id.canonical();
+        // String ids by themselves, dict ids by the text Dash writes for them.
+        let exact = self
+            .exact_outputs
+            .get(&canonical)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let patterned = self
+            .pattern_outputs
+            .iter()
+            .filter(move |(p, _)| output_matches(p, id, &canonical))
+            .map(|(_, i)| *i);
+        exact.iter().copied().chain(patterned)
+    }
+
     pub fn rule_count(&self) -> usize {
         self.rules.len()
     }
@@ -455,10 +461,23 @@ impl Policy {
         !self.exact_components.is_empty() || !self.pattern_components.is_empty()
     }
 
+    /// Are there rules on callback outputs (`dash_outputs`, or the ones `dash_components`
+    /// rules imply)?
+    pub fn has_output_rules(&self) -> bool {
+        !self.exact_outputs.is_empty() || !self.pattern_outputs.is_empty()
+    }
+
     /// The components `who` (None: anonymous) may not see, or None when every component rule
     /// allows them (then nothing needs to be read or changed).
     pub fn hidden_components(self: &Arc<Self>, who: Option<&dyn Subject>) -> Option<prune::Hidden> {
-        if !self.has_component_rules() {
+        self.restrictions(who)
+            .filter(prune::Hidden::hides_components)
+    }
+
+    /// What `who` (None: anonymous) may not see or write: the `dash_components` and
+    /// `dash_outputs` rules they fail. None when they fail none.
+    pub fn restrictions(self: &Arc<Self>, who: Option<&dyn Subject>) -> Option<prune::Hidden> {
+        if !self.has_output_rules() {
             return None;
         }
         let denied: Vec<bool> = self
@@ -466,15 +485,24 @@ impl Policy {
             .iter()
             .map(|r| who.is_none_or(|w| !r.allows(w)))
             .collect();
-        let any = self
+        let fails = |i: &usize| denied.get(*i).copied().unwrap_or(false);
+        let components = self
             .exact_components
             .values()
             .flatten()
             .chain(self.pattern_components.iter().map(|(_, i)| i))
-            .any(|i| denied.get(*i).copied().unwrap_or(false));
-        any.then(|| prune::Hidden {
+            .any(fails);
+        let outputs = components
+            || self
+                .exact_outputs
+                .values()
+                .flatten()
+                .chain(self.pattern_outputs.iter().map(|(_, i)| i))
+                .any(fails);
+        outputs.then(|| prune::Hidden {
             policy: Arc::clone(self),
             denied,
+            components,
         })
     }
 }

@@ -13,17 +13,33 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
-use super::scan::{self, Splice};
+use super::dash::{CallbackSpec, ComponentId, Dependencies, INLINE_CLIENTSIDE};
+use super::scan::{self, Kind, Member, PATCH_KEY, Splice};
 use super::{OutputPattern, Policy, Rule, dict_matches, glob};
 
-/// The `dash_components` rules one user fails, from [`Policy::hidden_components`].
+/// What one user may not see or write: the `dash_components` and `dash_outputs` rules they
+/// fail, from [`Policy::restrictions`] (or [`Policy::hidden_components`] when only the
+/// components matter).
 pub struct Hidden {
     pub(super) policy: Arc<Policy>,
     /// Per rule index: does this user fail it?
     pub(super) denied: Vec<bool>,
+    /// Do they fail a `dash_components` rule (so components are removed from what they get)?
+    pub(super) components: bool,
 }
 
 impl Hidden {
+    /// Does this user fail a `dash_components` rule?
+    pub fn hides_components(&self) -> bool {
+        self.components
+    }
+
+    /// The first failed rule that forbids this user to write to an output (a `dash_outputs`
+    /// rule, or the output rule of a `dash_components` rule).
+    pub fn denies_output(&self, id: &ComponentId) -> Option<&Rule> {
+        self.policy.output_rules(id).find_map(|i| self.denies(i))
+    }
+
     fn denies(&self, i: usize) -> Option<&Rule> {
         if self.denied.get(i).copied().unwrap_or(false) {
             self.policy.rules.get(i)
@@ -85,6 +101,14 @@ impl Hidden {
         }
     }
 
+    /// Is the component with this id hidden from this user?
+    pub fn hides_id(&self, id: &ComponentId) -> bool {
+        match id {
+            ComponentId::Str(s) => self.rule_for_str(s).is_some(),
+            ComponentId::Dict(m) => self.rule_for(&Json::Object(m.clone())).is_some(),
+        }
+    }
+
     /// If `v` is a component this user may not see, the rule that hides it.
     pub fn hides(&self, v: &Json) -> Option<&Rule> {
         let Json::Object(m) = v else { return None };
@@ -106,8 +130,15 @@ pub(super) fn replacement(rule: &Rule) -> Json {
     rule.placeholder.clone().map_or(Json::Null, Json::String)
 }
 
-/// Replace hidden components anywhere below `v` (a parsed value); count them in `n`.
+/// Clean a parsed value for this user; how many things were removed. Hidden components
+/// anywhere below `v` are replaced (as in the byte scan), and `Patch` objects lose the
+/// operations that could write into a hidden component ([`reaches_into_a_component`]).
 fn walk(v: &mut Json, hidden: &Hidden, n: &mut usize) {
+    if let Json::Object(map) = v {
+        if map.contains_key(PATCH_KEY) {
+            *n += patch_operations(map, hidden);
+        }
+    }
     let children: Box<dyn Iterator<Item = &mut Json>> = match v {
         Json::Array(items) => Box::new(items.iter_mut()),
         Json::Object(map) => Box::new(map.values_mut()),
@@ -124,13 +155,62 @@ fn walk(v: &mut Json, hidden: &Hidden, n: &mut usize) {
     }
 }
 
+/// Drop the operations of a `Patch` (`{"__dash_patch_update": …, "operations": [{"operation",
+/// "location", "params"}, …]}`) that could write into a component hidden from this user;
+/// how many went. Only for users who fail a `dash_components` rule: for them, the child at a
+/// position of a list may be one the gateway removed, and the gateway keeps no copy of what
+/// each browser holds to tell which. An operations list it cannot read goes whole.
+fn patch_operations(patch: &mut Map<String, Json>, hidden: &Hidden) -> usize {
+    if !hidden.hides_components() {
+        return 0;
+    }
+    match patch.get_mut("operations") {
+        Some(Json::Array(ops)) => {
+            let before = ops.len();
+            ops.retain(|op| !reaches_into_a_component(op));
+            before - ops.len()
+        }
+        Some(other) => {
+            *other = Json::Array(Vec::new());
+            1
+        }
+        None => 0,
+    }
+}
+
+/// Could this `Patch` operation write into an existing component's props? Its location goes
+/// through a `props` member (`p[1]["props"]["children"] = …`), or the value it writes has a
+/// `props` member outside a whole component (`p[1].update({"props": …})` merges into the
+/// child at a position). Whole components in a value are judged by their ids like any other.
+fn reaches_into_a_component(op: &Json) -> bool {
+    let Some(op) = op.as_object() else {
+        return true;
+    };
+    let through_props = match op.get("location") {
+        Some(Json::Array(keys)) => keys.iter().any(|k| k.as_str() == Some("props")),
+        _ => return true,
+    };
+    through_props || op.get("params").is_some_and(loose_props)
+}
+
+/// A `props` member in an object that is not a whole component, anywhere in `v`.
+fn loose_props(v: &Json) -> bool {
+    match v {
+        Json::Object(m) => {
+            (m.contains_key("props") && component_props(m).is_none()) || m.values().any(loose_props)
+        }
+        Json::Array(items) => items.iter().any(loose_props),
+        _ => false,
+    }
+}
+
 /// The empty component that stands in for a hidden layout root (the renderer needs one).
 const EMPTY_ROOT: &str =
     r#"{"type":"Div","namespace":"dash_html_components","props":{"children":null}}"#;
 
 /// Prune a `_dash-layout` answer. `None`: nothing hidden in it, send it as it is.
 pub fn layout(b: &[u8], hidden: &Hidden) -> Result<Option<Vec<u8>>, PruneError> {
-    let mut found = scan::scan(b, hidden)?;
+    let mut found = scan::scan(b, hidden, Kind::Layout)?;
     if found.splices.is_empty() {
         return Ok(None);
     }
@@ -143,61 +223,142 @@ pub fn layout(b: &[u8], hidden: &Hidden) -> Result<Option<Vec<u8>>, PruneError> 
 }
 
 /// Prune a `_dash-update-component` answer (`{"response": {id: {prop: value}}, "sideUpdate":
-/// {id: {prop: value}}}`): hidden components inside any value are replaced, and updates of
-/// hidden components in `sideUpdate` are dropped. `None`: nothing hidden in it.
+/// {id: {prop: value}}, "progress": {"id.prop": value}, …}`): hidden components inside any
+/// value are replaced; entries for components hidden from this user — or, in `progress` and
+/// `progressDefault`, for outputs they may not write — are dropped from the side members; and
+/// `Patch` operations that could write into a hidden component are dropped. `None`: nothing
+/// to remove.
 pub fn callback(b: &[u8], hidden: &Hidden) -> Result<Option<Vec<u8>>, PruneError> {
-    let mut found = scan::scan(b, hidden)?;
-    if let Some((start, end)) = found.side_update {
-        let mut side: Json = b
+    let found = scan::scan(b, hidden, Kind::Callback)?;
+    // Side members and patches are read as parsed values; what the scan found inside them
+    // goes with them.
+    let mut parsed: Vec<(usize, usize, Option<Member>)> = found
+        .members
+        .iter()
+        .map(|(m, (start, end))| (*start, *end, Some(*m)))
+        .collect();
+    parsed.extend(
+        found
+            .patches
+            .iter()
+            .filter(|(ps, pe)| !found.members.iter().any(|(_, (s, e))| s <= ps && pe <= e))
+            .map(|(start, end)| (*start, *end, None)),
+    );
+    let mut splices: Vec<Splice> = found
+        .splices
+        .into_iter()
+        .filter(|sp| {
+            !parsed
+                .iter()
+                .any(|(s, e, _)| *s <= sp.start && sp.end <= *e)
+        })
+        .collect();
+    for (start, end, member) in parsed {
+        let mut value: Json = b
             .get(start..end)
             .and_then(|raw| serde_json::from_slice(raw).ok())
-            .ok_or(PruneError("bad sideUpdate"))?;
-        if side_update(&mut side, hidden) > 0 {
-            found.splices.retain(|s| s.end <= start || s.start >= end);
-            let at = found.splices.partition_point(|s| s.start < start);
-            found.splices.insert(
-                at,
-                Splice {
-                    start,
-                    end,
-                    with: side.to_string(),
-                },
-            );
+            .ok_or(PruneError("a side member or Patch that is not JSON"))?;
+        let mut n = 0;
+        if let Some(member) = member {
+            n += side_entries(&mut value, member, hidden);
         }
-    }
-    if found.splices.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(scan::apply(b, &found.splices)))
-}
-
-/// Drop the entries of hidden components from a parsed `sideUpdate` and replace hidden
-/// components in the rest; how many went.
-fn side_update(side: &mut Json, hidden: &Hidden) -> usize {
-    let mut n = 0;
-    if let Json::Object(entries) = side {
-        entries.retain(|key, _| {
-            // Dict ids arrive as their JSON text.
-            let id = if key.starts_with('{') {
-                serde_json::from_str::<Json>(key).unwrap_or_else(|_| Json::String(key.clone()))
-            } else {
-                Json::String(key.clone())
-            };
-            let keep = hidden.rule_for(&id).is_none();
-            if !keep {
+        match hidden.hides(&value) {
+            // A Patch object that is itself a hidden component.
+            Some(rule) => {
+                value = replacement(rule);
                 n += 1;
             }
-            keep
-        });
+            None => walk(&mut value, hidden, &mut n),
+        }
+        if n > 0 {
+            splices.push(Splice {
+                start,
+                end,
+                with: value.to_string(),
+            });
+        }
     }
-    walk(side, hidden, &mut n);
-    n
+    if splices.is_empty() {
+        return Ok(None);
+    }
+    splices.sort_by_key(|s| s.start);
+    Ok(Some(scan::apply(b, &splices)))
 }
 
-/// Prune the `_dash-config` script of an index page (its `validation_layout`, present when an
-/// app does not set `suppress_callback_exceptions`: Dash then embeds every page's layout).
-/// Returns the new page when something was removed.
-pub fn index_page(html: &[u8], hidden: &Hidden) -> Result<Option<Vec<u8>>, PruneError> {
+/// Drop the entries of a side member this user must not get: in `sideUpdate` (keyed by id)
+/// those of hidden components, in `progress`/`progressDefault` (keyed `"id.prop"`) those of
+/// outputs they may not write (hidden components among them) and those whose key names no
+/// output. How many went.
+fn side_entries(side: &mut Json, member: Member, hidden: &Hidden) -> usize {
+    let Json::Object(entries) = side else {
+        // Not what Dash sends; the renderer would ignore it. Gone, since it cannot be read.
+        *side = Json::Object(Map::new());
+        return 1;
+    };
+    let before = entries.len();
+    entries.retain(|key, _| match member {
+        Member::SideUpdate => {
+            // Dict ids arrive as their JSON text.
+            let id = match serde_json::from_str::<Json>(key) {
+                Ok(id @ Json::Object(_)) => id,
+                _ => Json::String(key.clone()),
+            };
+            hidden.rule_for(&id).is_none()
+        }
+        Member::Progress => {
+            super::dash::prop_key_id(key).is_ok_and(|id| hidden.denies_output(&id).is_none())
+        }
+    });
+    before - entries.len()
+}
+
+/// Prune an index page: the `_dash-config` script's `validation_layout` (present when an app
+/// does not set `suppress_callback_exceptions`: Dash then embeds every page's layout), and
+/// the inline `<script>`s that define the clientside functions named in `functions` (those
+/// whose callbacks write to hidden components: [`hidden_clientside_functions`]). Returns the
+/// new page when something was removed.
+pub fn index_page(
+    html: &[u8],
+    hidden: &Hidden,
+    functions: &[String],
+) -> Result<Option<Vec<u8>>, PruneError> {
+    let mut cuts: Vec<Splice> = Vec::new();
+    if let Some((start, end)) = config_script(html)? {
+        let config = &html[start..end];
+        let mut found = scan::scan(config, hidden, Kind::Layout)?;
+        if !found.splices.is_empty() {
+            for s in &mut found.splices {
+                // `</` inside a script element would end it early.
+                s.with = s.with.replace("</", "<\\/");
+            }
+            cuts.push(Splice {
+                start,
+                end,
+                with: String::from_utf8_lossy(&scan::apply(config, &found.splices)).into_owned(),
+            });
+        }
+    }
+    for name in functions {
+        if let Some(range) = clientside_script(html, name)? {
+            cuts.push(Splice {
+                start: range.0,
+                end: range.1,
+                with: String::new(),
+            });
+        }
+    }
+    if cuts.is_empty() {
+        return Ok(None);
+    }
+    cuts.sort_by_key(|s| s.start);
+    if cuts.windows(2).any(|w| w[0].end > w[1].start) {
+        return Err(PruneError("overlapping scripts in an index page"));
+    }
+    Ok(Some(scan::apply(html, &cuts)))
+}
+
+/// The contents of the `_dash-config` script of an index page, if it has one.
+fn config_script(html: &[u8]) -> Result<Option<(usize, usize)>, PruneError> {
     const OPEN: &[u8] = b"<script id=\"_dash-config\" type=\"application/json\">";
     let Some(start) = memchr::memmem::find(html, OPEN).map(|i| i + OPEN.len()) else {
         return Ok(None);
@@ -205,20 +366,104 @@ pub fn index_page(html: &[u8], hidden: &Hidden) -> Result<Option<Vec<u8>>, Prune
     let end = memchr::memmem::find(&html[start..], b"</script>")
         .map(|i| start + i)
         .ok_or(PruneError("the _dash-config script does not end"))?;
-    let config = &html[start..end];
-    let mut found = scan::scan(config, hidden)?;
-    if found.splices.is_empty() {
+    Ok(Some((start, end)))
+}
+
+/// The app's `requests_pathname_prefix`, from an index page's `_dash-config` (where its
+/// `_dash-dependencies` are).
+pub fn requests_prefix(html: &[u8]) -> Result<Option<String>, PruneError> {
+    let Some((start, end)) = config_script(html)? else {
         return Ok(None);
+    };
+    let config: Json = serde_json::from_slice(&html[start..end])
+        .map_err(|_| PruneError("the _dash-config script is not JSON"))?;
+    Ok(config
+        .get("requests_pathname_prefix")
+        .and_then(Json::as_str)
+        .map(str::to_owned))
+}
+
+/// The whole `<script>…</script>` element in which Dash defines the inline clientside
+/// function `name` (`ns["name"] = function …` inside its own element), if the page has it.
+fn clientside_script(html: &[u8], name: &str) -> Result<Option<(usize, usize)>, PruneError> {
+    let marker = format!("ns[\"{name}\"]");
+    let Some(at) = memchr::memmem::find(html, marker.as_bytes()) else {
+        return Ok(None);
+    };
+    let open = memchr::memmem::rfind(&html[..at], b"<script>")
+        .ok_or(PruneError("a clientside function outside a script"))?;
+    let close = memchr::memmem::find(&html[at..], b"</script>")
+        .map(|i| at + i + b"</script>".len())
+        .ok_or(PruneError("a clientside script that does not end"))?;
+    // Dash's own template, and nothing else ends between the two.
+    let inside = &html[open..close];
+    let ends = memchr::memmem::find_iter(inside, b"</script>").count();
+    if ends != 1 || memchr::memmem::find(inside, INLINE_CLIENTSIDE.as_bytes()).is_none() {
+        return Err(PruneError("a clientside script in an unexpected shape"));
     }
-    for s in &mut found.splices {
-        // `</` inside a script element would end it early.
-        s.with = s.with.replace("</", "<\\/");
+    Ok(Some((open, close)))
+}
+
+/// Inline clientside functions (declared with source text, so Dash writes them into the index
+/// page) of callbacks that write to a component hidden from this user — whose code, and the
+/// data it may embed, must not reach them — unless a callback they may keep uses the same
+/// function.
+pub fn hidden_clientside_functions(deps: &Dependencies, hidden: &Hidden) -> Vec<String> {
+    let mut hide = std::collections::BTreeSet::new();
+    let mut keep = std::collections::BTreeSet::new();
+    for spec in deps.callbacks.values() {
+        let Some((namespace, name)) = &spec.clientside else {
+            continue;
+        };
+        if namespace != INLINE_CLIENTSIDE {
+            continue;
+        }
+        if writes_hidden(spec, hidden) {
+            hide.insert(name.clone());
+        } else {
+            keep.insert(name.clone());
+        }
     }
-    let mut out = Vec::with_capacity(html.len());
-    out.extend_from_slice(&html[..start]);
-    out.extend_from_slice(&scan::apply(config, &found.splices));
-    out.extend_from_slice(&html[end..]);
-    Ok(Some(out))
+    hide.difference(&keep).cloned().collect()
+}
+
+fn writes_hidden(spec: &CallbackSpec, hidden: &Hidden) -> bool {
+    spec.outputs.iter().any(|id| hidden.hides_id(id))
+}
+
+/// Prune a `_dash-dependencies` answer: clientside callbacks that write to a component hidden
+/// from this user are left out (the browser would run them), and the `running` values of
+/// hidden components are removed from every callback. `None`: nothing to remove.
+pub fn dependencies(b: &[u8], hidden: &Hidden) -> Result<Option<Vec<u8>>, PruneError> {
+    let mut list: Json =
+        serde_json::from_slice(b).map_err(|_| PruneError("dependencies are not JSON"))?;
+    let Json::Array(items) = &mut list else {
+        return Err(PruneError("dependencies are not a list"));
+    };
+    let mut n = 0;
+    let mut kept = Vec::with_capacity(items.len());
+    for mut item in std::mem::take(items) {
+        let (_, spec) = super::dash::callback_spec(&item)
+            .map_err(|_| PruneError("a callback that cannot be read"))?;
+        if spec.clientside.is_some() && writes_hidden(&spec, hidden) {
+            n += 1;
+            continue;
+        }
+        if let Some(Json::Object(running)) = item.get_mut("running") {
+            for member in ["running", "runningOff"] {
+                if let Some(Json::Object(values)) = running.get_mut(member) {
+                    let before = values.len();
+                    values.retain(|key, _| {
+                        super::dash::prop_key_id(key).is_ok_and(|id| !hidden.hides_id(&id))
+                    });
+                    n += before - values.len();
+                }
+            }
+        }
+        kept.push(item);
+    }
+    *items = kept;
+    Ok((n > 0).then(|| list.to_string().into_bytes()))
 }
 
 /// An answer the gateway had to filter but could not read.
@@ -227,293 +472,4 @@ pub fn index_page(html: &[u8], hidden: &Hidden) -> Result<Option<Vec<u8>>, Prune
 pub struct PruneError(pub &'static str);
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::policy::Verdict;
-    use crate::policy::tests::Who;
-    use serde_json::json;
-
-    const POLICY: &str = include_str!("../../tests/fixtures/components.toml");
-
-    const VIEWER: Who = Who(&["viewer"], &[]);
-    const ADMIN: Who = Who(&["admin"], &["budget:read"]);
-    const ADMIN_NO_BUDGET: Who = Who(&["admin"], &[]);
-
-    fn policy() -> Result<Arc<Policy>, String> {
-        Policy::parse(POLICY).map(Arc::new)
-    }
-
-    fn c(kind: &str, props: Json) -> Json {
-        json!({"type": kind, "namespace": "dash_html_components", "props": props})
-    }
-
-    fn pruned(v: &Json, hidden: &Hidden) -> Result<Json, String> {
-        match layout(v.to_string().as_bytes(), hidden).map_err(|e| e.to_string())? {
-            Some(out) => serde_json::from_slice(&out).map_err(|e| e.to_string()),
-            None => Ok(v.clone()),
-        }
-    }
-
-    fn layout_tree() -> Json {
-        c(
-            "Div",
-            json!({"id": "root", "children": [
-                c("H1", json!({"children": "Dashboard"})),
-                c("Div", json!({"id": "admin-panel", "children": [
-                    c("P", json!({"children": "top secret admin data"}))
-                ]})),
-                c("Section", json!({"children": c("Table", json!({"id": "salary-table", "data": [{"name": "ann", "salary": 123456}]}))})),
-                c("Ul", json!({"children": [
-                    c("Li", json!({"id": {"type": "secret-row", "index": 1}, "children": "row one secret"})),
-                    c("Li", json!({"id": {"type": "public-row", "index": 2}, "children": "row two"})),
-                ]})),
-                c("Div", json!({"id": "budget", "children": "budget 9999"})),
-                // A component as a prop other than children.
-                c("Card", json!({"id": "card", "header": c("Span", json!({"id": "salary-header", "children": "salary band"}))})),
-                "plain text child",
-                null,
-                42,
-            ]}),
-        )
-    }
-
-    #[test]
-    fn a_viewer_loses_every_hidden_component_and_nothing_else() -> Result<(), String> {
-        let p = policy()?;
-        let hidden = p
-            .hidden_components(Some(&VIEWER))
-            .ok_or("viewer hides something")?;
-        let v = pruned(&layout_tree(), &hidden)?;
-        let text = v.to_string();
-        for gone in [
-            "admin-panel",
-            "top secret",
-            "salary",
-            "123456",
-            "secret-row",
-            "row one",
-            "9999",
-        ] {
-            assert!(!text.contains(gone), "{gone} in {text}");
-        }
-        for kept in [
-            "Dashboard",
-            "public-row",
-            "row two",
-            "plain text child",
-            "\"card\"",
-            "Restricted",
-        ] {
-            assert!(text.contains(kept), "{kept} missing from {text}");
-        }
-        let children = v["props"]["children"].as_array().ok_or("children")?;
-        // Hidden components become null (rendered as nothing) or their placeholder, in place.
-        assert_eq!(children.len(), 9);
-        assert_eq!(children[1], Json::Null, "admin-panel");
-        assert_eq!(children[2]["props"]["children"], Json::Null, "salary-table");
-        assert_eq!(
-            children[3]["props"]["children"][0],
-            Json::Null,
-            "secret row"
-        );
-        assert_eq!(
-            children[3]["props"]["children"][1]["props"]["children"],
-            "row two"
-        );
-        assert_eq!(children[4], "Restricted");
-        assert_eq!(children[5]["props"]["header"], Json::Null);
-        Ok(())
-    }
-
-    #[test]
-    fn who_passes_every_rule_gets_no_filter_and_rules_apply_one_by_one() -> Result<(), String> {
-        let p = policy()?;
-        assert!(p.hidden_components(Some(&ADMIN)).is_none());
-        let hidden = p
-            .hidden_components(Some(&ADMIN_NO_BUDGET))
-            .ok_or("budget is hidden")?;
-        let text = pruned(&layout_tree(), &hidden)?.to_string();
-        assert!(text.contains("top secret") && text.contains("123456") && !text.contains("9999"));
-        // Nothing hidden in an answer: it is left exactly as it was.
-        let plain = c("Div", json!({"id": "root", "children": "nothing to hide"})).to_string();
-        assert_eq!(layout(plain.as_bytes(), &hidden), Ok(None));
-        // Nobody signed in: every component rule hides.
-        assert!(p.hidden_components(None).is_some());
-        // No component rules at all: nothing to do for anyone.
-        let none = Arc::new(Policy::parse(
-            "[[rule]]\npaths = [\"/a\"]\nroles = [\"admin\"]\n",
-        )?);
-        assert!(none.hidden_components(Some(&VIEWER)).is_none());
-        Ok(())
-    }
-
-    #[test]
-    fn a_hidden_component_cannot_be_written_by_callbacks() -> Result<(), String> {
-        use crate::policy::dash::ComponentId;
-        let p = policy()?;
-        let out = |id: &str| vec![ComponentId::Str(id.to_owned())];
-        assert!(matches!(
-            p.check_outputs(&out("admin-panel"), Some(&VIEWER)),
-            Verdict::Forbidden(_)
-        ));
-        assert!(matches!(
-            p.check_outputs(&out("salary-x"), Some(&VIEWER)),
-            Verdict::Forbidden(_)
-        ));
-        assert_eq!(
-            p.check_outputs(&out("admin-panel"), Some(&ADMIN)),
-            Verdict::Allow
-        );
-        assert_eq!(
-            p.check_outputs(&out("other"), Some(&VIEWER)),
-            Verdict::Allow
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn callback_answers_lose_hidden_trees_and_side_updates() -> Result<(), String> {
-        let p = policy()?;
-        let hidden = p.hidden_components(Some(&VIEWER)).ok_or("hidden")?;
-        // Dash Pages: the page arrives as _pages_content.children.
-        let v = json!({
-            "multi": true,
-            "response": {
-                "_pages_content": {"children": layout_tree()},
-                "_pages_store": {"data": {"title": "Home"}},
-            },
-            "sideUpdate": {
-                "admin-panel": {"children": "pushed secret"},
-                "{\"index\":3,\"type\":\"secret-row\"}": {"children": "pushed row"},
-                "status": {"children": c("Div", json!({"id": "salary-inside", "children": "9999"}))},
-                "ok": {"children": "ok"},
-            },
-        });
-        let out = callback(v.to_string().as_bytes(), &hidden)
-            .map_err(|e| e.to_string())?
-            .ok_or("changed")?;
-        let v: Json = serde_json::from_slice(&out).map_err(|e| e.to_string())?;
-        let text = v.to_string();
-        assert!(
-            !text.contains("secret") && !text.contains("salary") && !text.contains("9999"),
-            "{text}"
-        );
-        assert_eq!(v["sideUpdate"]["ok"]["children"], "ok");
-        assert_eq!(v["sideUpdate"]["status"]["children"], Json::Null);
-        assert_eq!(v["response"]["_pages_store"]["data"]["title"], "Home");
-        assert!(text.contains("Restricted") && text.contains("row two"));
-        Ok(())
-    }
-
-    #[test]
-    fn a_hidden_root_becomes_an_empty_div() -> Result<(), String> {
-        let p = policy()?;
-        let hidden = p.hidden_components(Some(&VIEWER)).ok_or("hidden")?;
-        let v = pruned(
-            &c("Div", json!({"id": "admin-panel", "children": "secret"})),
-            &hidden,
-        )?;
-        assert_eq!(v["props"], json!({"children": null}));
-        Ok(())
-    }
-
-    #[test]
-    fn the_validation_layout_of_an_index_page_is_pruned() -> Result<(), String> {
-        let p = policy()?;
-        let hidden = p.hidden_components(Some(&VIEWER)).ok_or("hidden")?;
-        let config = json!({"url_base_pathname": null, "validation_layout": layout_tree()});
-        let page = format!(
-            "<html><body><footer><script id=\"_dash-config\" type=\"application/json\">{config}</script></footer></body></html>"
-        );
-        let out = index_page(page.as_bytes(), &hidden)
-            .map_err(|e| e.to_string())?
-            .ok_or("changed")?;
-        let out = String::from_utf8(out).map_err(|e| e.to_string())?;
-        assert!(!out.contains("top secret") && !out.contains("123456"));
-        assert!(out.starts_with("<html><body><footer><script id=\"_dash-config\""));
-        assert!(out.ends_with("</script></footer></body></html>"));
-        // A page without it, or with nothing hidden in it, is left alone.
-        assert_eq!(index_page(b"<html>no config</html>", &hidden), Ok(None));
-        let bad = b"<script id=\"_dash-config\" type=\"application/json\">{not json</script>";
-        assert!(index_page(bad, &hidden).is_err());
-        Ok(())
-    }
-
-    #[test]
-    fn the_scanner_agrees_with_a_parser_and_refuses_broken_json() -> Result<(), String> {
-        let p = policy()?;
-        let hidden = p.hidden_components(Some(&VIEWER)).ok_or("hidden")?;
-        // Escapes in keys and ids, odd spacing, numbers, nesting: the same result as walking
-        // a parsed tree.
-        let tricky = r#" { "type" : "Div", "namespace":"dash_html_components", "props": {"children": [
-            {"namespace":"x","props":{"\u0069d":"admin\u002dpanel","children":"secret A"},"type":"Div"},
-            {"type":"Div","namespace":"x","props":{"id":{"index":7,"type":"secret-row"},"n":-1.5e3,"children":[true,false,null,"\"quoted\""]}},
-            {"type":"Div","namespace":"x","props":{"id":"fine","children":"kept \\ text"}}
-        ]}} "#;
-        let out = layout(tricky.as_bytes(), &hidden)
-            .map_err(|e| e.to_string())?
-            .ok_or("changed")?;
-        let got: Json = serde_json::from_slice(&out).map_err(|e| e.to_string())?;
-        let mut want: Json = serde_json::from_str(tricky).map_err(|e| e.to_string())?;
-        let mut n = 0;
-        walk(&mut want, &hidden, &mut n);
-        assert_eq!((got, n), (want, 2));
-        for broken in [
-            "{",
-            "[1,2",
-            "{\"a\":}",
-            "{\"a\" 1}",
-            "\"open",
-            "nul",
-            "{} {}",
-            "[1,]x",
-            "{\"type\":\"Div\",}",
-        ] {
-            assert!(layout(broken.as_bytes(), &hidden).is_err(), "{broken}");
-        }
-        // A repeated `props` member: a parser keeps the last one, but the bytes of the first
-        // would still be sent, so a hidden id in either hides the component.
-        for twice in [
-            r#"{"type":"Div","namespace":"x","props":{"id":"salary-1","children":"secret"},"props":{"id":"ok"}}"#,
-            r#"{"type":"Div","namespace":"x","props":{"id":"ok","children":"x"},"props":{"id":"salary-1","children":"secret"}}"#,
-        ] {
-            let out = layout(twice.as_bytes(), &hidden).map_err(|e| e.to_string())?;
-            let out = String::from_utf8(out.ok_or("hidden")?).map_err(|e| e.to_string())?;
-            assert!(!out.contains("secret"), "{out}");
-        }
-        let deep = format!("{}{}", "[".repeat(600), "]".repeat(600));
-        assert!(layout(deep.as_bytes(), &hidden).is_err());
-        Ok(())
-    }
-
-    #[test]
-    fn component_rules_are_validated() {
-        for (text, says) in [
-            (
-                "[[rule]]\ndash_components = [\"x\"]\n",
-                "needs `roles` or `permissions`",
-            ),
-            (
-                "[[rule]]\ndash_components = [\"x\"]\ndash_outputs = [\"y\"]\nroles = [\"a\"]\n",
-                "write two rules",
-            ),
-            (
-                "[[rule]]\npaths = [\"/a\"]\nroles = [\"a\"]\nplaceholder = \"x\"\n",
-                "only for `dash_components`",
-            ),
-            (
-                "[[rule]]\ndash_components = []\nroles = [\"a\"]\n",
-                "must not be empty",
-            ),
-            (
-                "[[rule]]\ndash_components = [\"x\"]\nroles = [\"a\"]\nplaceholder = 1\n",
-                "expected a string",
-            ),
-        ] {
-            match Policy::parse(text) {
-                Err(m) => assert!(m.contains(says), "{text}: {m}"),
-                Ok(_) => assert!(text.is_empty(), "{text} was accepted"),
-            }
-        }
-    }
-}
+mod tests;

@@ -5,6 +5,12 @@
 //! renders as nothing, in a list of children or anywhere else) or by the rule's placeholder.
 //! Everything the rules do not touch is copied byte for byte. Malformed JSON is an error (the
 //! caller refuses the answer rather than pass it on unfiltered).
+//!
+//! In a callback answer the scan also records what [`super::prune`] must read as a parsed
+//! value: the top-level members that carry values for other components than the outputs
+//! (`sideUpdate`, `progress`, `progressDefault`), and every `Patch` object (one with a
+//! `__dash_patch_update` member, in any spelling of that key), whose operations name children
+//! by position rather than by id.
 
 use serde_json::Value as Json;
 
@@ -21,21 +27,50 @@ pub struct Splice {
     pub with: String,
 }
 
+/// What kind of answer is scanned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A layout (`_dash-layout`, a `validation_layout`): only components matter.
+    Layout,
+    /// A `_dash-update-component` answer: also its side members and `Patch` objects.
+    Callback,
+}
+
+/// A top-level member of a callback answer that carries values for other components than
+/// the callback's outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Member {
+    /// `sideUpdate`: `{id: {prop: value}}`, from `set_props`.
+    SideUpdate,
+    /// `progress`, `progressDefault`: `{"id.prop": value}`, a background callback's progress
+    /// outputs.
+    Progress,
+}
+
+/// The key of a `Patch` object (`dash.Patch` serialises as `{"__dash_patch_update": …,
+/// "operations": [...]}`).
+pub const PATCH_KEY: &str = "__dash_patch_update";
+
 /// What scanning found.
 pub struct Found {
+    /// Hidden components outside the members and patches below, in order.
     pub splices: Vec<Splice>,
     /// The root value's range.
     pub root: (usize, usize),
-    /// The value range of the root object's `sideUpdate` member, when there is one.
-    pub side_update: Option<(usize, usize)>,
+    /// Value ranges of the root object's side members (callback answers only).
+    pub members: Vec<(Member, (usize, usize))>,
+    /// Ranges of the outermost `Patch` objects (callback answers only).
+    pub patches: Vec<(usize, usize)>,
 }
 
 struct Scan<'a, 'h> {
     b: &'a [u8],
     i: usize,
     hidden: &'h Hidden,
+    kind: Kind,
     splices: Vec<Splice>,
-    side_update: Option<(usize, usize)>,
+    members: Vec<(Member, (usize, usize))>,
+    patches: Vec<(usize, usize)>,
 }
 
 const fn bad(why: &'static str) -> PruneError {
@@ -190,6 +225,7 @@ impl<'a> Scan<'a, '_> {
         let mut props: Option<ObjectInfo> = None;
         let mut earlier: Option<String> = None;
         let mut info = ObjectInfo::default();
+        let mut patch = false;
         self.ws();
         if self.peek() == Some(b'}') {
             self.i += 1;
@@ -235,11 +271,21 @@ impl<'a> Scan<'a, '_> {
                     ns = true;
                     self.value(depth + 1)?;
                 }
-                (b"sideUpdate", Some(b'{')) if depth == 0 => {
+                (b"sideUpdate" | b"progress" | b"progressDefault", Some(b'{'))
+                    if depth == 0 && self.kind == Kind::Callback =>
+                {
                     self.value(depth + 1)?;
-                    self.side_update = Some((at, self.i));
+                    let member = if &*name == b"sideUpdate" {
+                        Member::SideUpdate
+                    } else {
+                        Member::Progress
+                    };
+                    self.members.push((member, (at, self.i)));
                 }
                 _ => self.value(depth + 1)?,
+            }
+            if &*name == PATCH_KEY.as_bytes() && self.kind == Kind::Callback {
+                patch = true;
             }
             if &*name == b"id" {
                 info.id = Some((at, self.i));
@@ -254,6 +300,12 @@ impl<'a> Scan<'a, '_> {
                 _ => return Err(bad("bad object")),
             }
         }
+        if patch {
+            // Read whole, as a parsed value, by the caller: what is inside goes with it.
+            self.drop_inner(start);
+            self.patches.push((start, self.i));
+            return Ok(info);
+        }
         if let (true, true, Some(info)) = (ty, ns, &props) {
             let with = match (earlier, info.id) {
                 (Some(with), _) => Some(with),
@@ -261,10 +313,8 @@ impl<'a> Scan<'a, '_> {
                 (None, None) => None,
             };
             if let Some(with) = with {
-                // Inner splices go with the component that holds them.
-                while self.splices.last().is_some_and(|s| s.start >= start) {
-                    self.splices.pop();
-                }
+                // Inner splices and patches go with the component that holds them.
+                self.drop_inner(start);
                 self.splices.push(Splice {
                     start,
                     end: self.i,
@@ -273,6 +323,16 @@ impl<'a> Scan<'a, '_> {
             }
         }
         Ok(info)
+    }
+
+    /// Forget the splices and patches found inside a value that starts at `start`.
+    fn drop_inner(&mut self, start: usize) {
+        while self.splices.last().is_some_and(|s| s.start >= start) {
+            self.splices.pop();
+        }
+        while self.patches.last().is_some_and(|p| p.0 >= start) {
+            self.patches.pop();
+        }
     }
 
     /// The replacement for a component with the id at this range, if it is hidden.
@@ -299,13 +359,15 @@ impl<'a> Scan<'a, '_> {
 }
 
 /// Scan `b` (one JSON value) for hidden components.
-pub fn scan(b: &[u8], hidden: &Hidden) -> Result<Found, PruneError> {
+pub fn scan(b: &[u8], hidden: &Hidden, kind: Kind) -> Result<Found, PruneError> {
     let mut s = Scan {
         b,
         i: 0,
         hidden,
+        kind,
         splices: Vec::new(),
-        side_update: None,
+        members: Vec::new(),
+        patches: Vec::new(),
     };
     s.ws();
     let root_start = s.i;
@@ -318,7 +380,8 @@ pub fn scan(b: &[u8], hidden: &Hidden) -> Result<Found, PruneError> {
     Ok(Found {
         splices: s.splices,
         root: (root_start, root_end),
-        side_update: s.side_update,
+        members: s.members,
+        patches: s.patches,
     })
 }
 

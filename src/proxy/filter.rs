@@ -1,7 +1,9 @@
 //! Filtering the app's answers for one user: the components `dash_components` rules hide from
-//! them are removed before the answer leaves the gateway (see [`crate::policy::prune`]). Only
-//! answers that can carry components, for users who fail a component rule, are read; every
-//! other answer streams through untouched.
+//! them are removed before the answer leaves the gateway (see [`crate::policy::prune`]), with
+//! everything that would write into them (side updates, progress values, `Patch` operations,
+//! `running` values, clientside functions), and a background callback's progress values for
+//! outputs `dash_outputs` rules forbid them. Only answers that can carry these, for users who
+//! fail such a rule, are read; every other answer streams through untouched.
 //!
 //! The gateway asks the app for uncompressed layouts, callback answers and page navigations;
 //! an answer that comes compressed anyway (or an HTML page a non-browser client asked for
@@ -14,10 +16,17 @@ use std::time::Duration;
 use http::{HeaderValue, Method, StatusCode, header};
 use http_body_util::BodyExt;
 
+use super::Proxy;
+use super::dependencies::DependencyCache;
 use crate::error::Error;
 use crate::http_util::{Response, content_type, full};
+use crate::policy::dash::INLINE_CLIENTSIDE;
 use crate::policy::path::NormalPath;
 use crate::policy::prune::{self, Hidden};
+
+/// Answers larger than this (or compressed) are decoded and pruned on the blocking pool
+/// (about 0.3 ms of scanning).
+const OFF_THREAD: usize = 256 * 1024;
 
 /// Which kind of answer a request will get, when it may carry components.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,8 +35,11 @@ pub enum Filter {
     Layout,
     /// `POST …/_dash-update-component`: outputs (Pages content among them) and `sideUpdate`.
     Callback,
+    /// `GET …/_dash-dependencies`: `running` values and clientside callbacks.
+    Dependencies,
     /// Any other `GET`: if the answer is an HTML page, its `_dash-config` may embed layouts
-    /// (whatever the client said it accepts); any other answer streams through.
+    /// and its inline scripts clientside functions (whatever the client said it accepts); any
+    /// other answer streams through.
     Page,
 }
 
@@ -35,6 +47,7 @@ impl Filter {
     pub fn for_request(path: &NormalPath, method: &Method) -> Option<Filter> {
         match (path.last(), method) {
             (Some("_dash-layout"), &Method::GET) => Some(Filter::Layout),
+            (Some("_dash-dependencies"), &Method::GET) => Some(Filter::Dependencies),
             (Some(crate::policy::dash::UPDATE_COMPONENT), &Method::POST) => Some(Filter::Callback),
             (_, &Method::GET) => Some(Filter::Page),
             _ => None,
@@ -110,28 +123,84 @@ pub async fn read(
     }
 }
 
-/// Remove what `hidden` covers from a whole answer (decompressed first, within `limit`).
-/// Fails closed on a coding it cannot read and on JSON that does not parse.
+/// What filtering an answer needs besides the answer itself.
+pub struct Needs<'a> {
+    pub limit: usize,
+    pub timeout: Duration,
+    pub dependencies: &'a DependencyCache,
+    pub proxy: &'a Proxy,
+}
+
+/// Filter one answer for one user: read it whole (when [`read`] says it must be), decompress
+/// it, and remove what `hidden` covers. Fails closed: an answer that must be filtered but
+/// cannot be read is an error, never passed on.
+pub async fn apply(
+    resp: Response,
+    filter: Filter,
+    hidden: Hidden,
+    needs: &Needs<'_>,
+) -> Result<Response, Error> {
+    let (mut parts, bytes) = match read(resp, filter, needs.limit, needs.timeout).await? {
+        Read::Untouched(r) => return Ok(r),
+        Read::Whole(parts, bytes) => (parts, bytes),
+    };
+    let limit = needs.limit;
+    let bytes = match parts.headers.remove(header::CONTENT_ENCODING) {
+        // What a compressed answer inflates to is not known in advance: off the request thread.
+        Some(codings) => tokio::task::spawn_blocking(move || decode(&codings, bytes, limit))
+            .await
+            .map_err(|_| Error::BadGateway)??,
+        None => bytes,
+    };
+    // An index page's inline clientside functions: which of them write to hidden components
+    // is in the app's callback list.
+    let functions = if filter == Filter::Page
+        && hidden.hides_components()
+        && memchr::memmem::find(&bytes, INLINE_CLIENTSIDE.as_bytes()).is_some()
+    {
+        let prefix = prune::requests_prefix(&bytes)
+            .map_err(|e| unreadable(e.0))?
+            .filter(|p| p.starts_with('/') && p.ends_with('/'))
+            .unwrap_or_else(|| "/".to_owned());
+        let deps = needs
+            .dependencies
+            .get(needs.proxy, &prefix, None, needs.timeout)
+            .await?;
+        prune::hidden_clientside_functions(&deps, &hidden)
+    } else {
+        Vec::new()
+    };
+    let big = bytes.len() > OFF_THREAD;
+    let prune = move || rewrite(parts, bytes, &hidden, filter, &functions);
+    if big {
+        tokio::task::spawn_blocking(prune)
+            .await
+            .map_err(|_| Error::BadGateway)?
+    } else {
+        prune()
+    }
+}
+
+/// Remove what `hidden` covers from a whole, decoded answer (`functions`: the inline
+/// clientside functions to take out of an index page). Fails closed on JSON that does not
+/// parse.
 pub fn rewrite(
     mut parts: http::response::Parts,
     bytes: bytes::Bytes,
     hidden: &Hidden,
     filter: Filter,
-    limit: usize,
+    functions: &[String],
 ) -> Result<Response, Error> {
-    let bytes = match parts.headers.remove(header::CONTENT_ENCODING) {
-        Some(codings) => decode(&codings, bytes, limit)?,
-        None => bytes,
-    };
     let pruned = match filter {
         Filter::Layout => prune::layout(&bytes, hidden),
         Filter::Callback => prune::callback(&bytes, hidden),
-        Filter::Page => prune::index_page(&bytes, hidden),
+        Filter::Dependencies => prune::dependencies(&bytes, hidden),
+        Filter::Page => prune::index_page(&bytes, hidden, functions),
     }
     .map_err(|e| unreadable(e.0))?;
     let out = match pruned {
         Some(new) => {
-            tracing::debug!(?filter, "removed hidden components");
+            tracing::debug!(?filter, "removed what this user may not see");
             bytes::Bytes::from(new)
         }
         None => bytes,

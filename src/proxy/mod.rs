@@ -3,6 +3,7 @@
 
 pub mod balance;
 pub mod client_ip;
+pub mod dependencies;
 pub mod filter;
 pub mod headers;
 

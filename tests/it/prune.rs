@@ -184,3 +184,102 @@ async fn answers_that_cannot_be_filtered_fail_closed() -> TestResult {
     }
     Ok(())
 }
+
+/// A callback POST as dash-renderer sends it, for the callback with this key.
+async fn run_callback(
+    gw: &Gateway,
+    path: &str,
+    jar: &Jar,
+    key: &str,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let (id, prop) = key.rsplit_once('.').unwrap_or((key, ""));
+    let body = serde_json::json!({
+        "output": key,
+        "outputs": {"id": id, "property": prop},
+        "inputs": [{"id": "go", "property": "n_clicks", "value": 1}],
+        "state": [],
+        "changedPropIds": ["go.n_clicks"],
+    });
+    gw.client()
+        .post(gw.url(path))
+        .header("cookie", jar.header())
+        .header("x-csrftoken", jar.csrf())
+        .header("accept", "application/json")
+        .json(&body)
+        .send()
+        .await
+}
+
+#[tokio::test]
+async fn the_app_callback_list_decides_running_outputs_and_is_fetched_sparingly() -> TestResult {
+    let (up, gw, admin, viewer) = start(|o| o).await?;
+    // `run.children` writes `secret-panel.children` while it runs: a viewer may not run it.
+    let r = run_callback(&gw, "/_dash-update-component", &viewer, "run.children").await?;
+    assert_eq!(r.status(), 403);
+    let r = run_callback(&gw, "/_dash-update-component", &admin, "run.children").await?;
+    assert_eq!(r.status(), 200);
+    // Other callbacks are the viewer's to run.
+    for _ in 0..5 {
+        let r = run_callback(&gw, "/_dash-update-component", &viewer, "bg.children").await?;
+        assert_eq!(r.status(), 200);
+    }
+    // The list was read from the app once for all of these; the admin never needed it.
+    assert_eq!(
+        up.state
+            .dependency_fetches
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    // A callback the list does not know makes the gateway ask again (at most every two
+    // seconds), but not for every request.
+    let fetches = || {
+        up.state
+            .dependency_fetches
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let asked_again = eventually(Duration::from_secs(5), || async {
+        let r = run_callback(&gw, "/_dash-update-component", &viewer, "new.children").await;
+        r.is_ok_and(|r| r.status() == 200) && fetches() == 2
+    })
+    .await;
+    assert!(asked_again, "fetched {} times", fetches());
+    for _ in 0..5 {
+        let r = run_callback(&gw, "/_dash-update-component", &viewer, "new.children").await?;
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(fetches(), 2);
+    // An app whose list cannot be read: the viewer's callbacks fail closed, the admin's pass.
+    let r = run_callback(&gw, "/broken/_dash-update-component", &viewer, "x.children").await?;
+    assert_eq!(r.status(), 502);
+    let r = run_callback(&gw, "/broken/_dash-update-component", &admin, "x.children").await?;
+    assert_eq!(r.status(), 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_callback_list_a_viewer_gets_holds_nothing_of_hidden_components() -> TestResult {
+    let (_up, gw, admin, viewer) = start(|o| o).await?;
+    let get = |jar: &Jar| {
+        gw.client()
+            .get(gw.url("/app/_dash-dependencies"))
+            .header("cookie", jar.header())
+            .header("accept", "application/json")
+            .send()
+    };
+    let text = get(&admin).await?.text().await?;
+    assert!(
+        text.contains("RUNNING-SECRET") && text.contains("f00d"),
+        "{text}"
+    );
+    let r = get(&viewer).await?;
+    assert_eq!(r.headers()["cache-control"], "private, no-store");
+    let list: serde_json::Value = r.json().await?;
+    let text = list.to_string();
+    assert!(
+        !text.contains("RUNNING-SECRET") && !text.contains("f00d"),
+        "{text}"
+    );
+    assert_eq!(list[0]["running"]["runningOff"], serde_json::json!({}));
+    assert_eq!(list.as_array().map(Vec::len), Some(2), "{text}");
+    Ok(())
+}

@@ -23,6 +23,8 @@ pub struct State {
     pub connections: AtomicUsize,
     /// `/stream` sends its first chunk, then waits for this before sending the rest.
     pub release: tokio::sync::Notify,
+    /// How often `…/_dash-dependencies` was asked for.
+    pub dependency_fetches: AtomicUsize,
 }
 
 pub struct Upstream {
@@ -177,6 +179,17 @@ async fn answer(
     if req.uri().path() == "/page" {
         return Ok(dash_index(&req));
     }
+    if req.uri().path() == "/broken/_dash-dependencies" {
+        let resp = Response::builder().status(500).body(full("broken"));
+        return Ok(resp.unwrap_or_else(|_| Response::new(full(Bytes::new()))));
+    }
+    if req.uri().path().ends_with("/_dash-dependencies") {
+        state.dependency_fetches.fetch_add(1, Ordering::SeqCst);
+        let resp = Response::builder()
+            .header("content-type", "application/json")
+            .body(full(DEPENDENCIES));
+        return Ok(resp.unwrap_or_else(|_| Response::new(full(Bytes::new()))));
+    }
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
@@ -211,6 +224,15 @@ async fn answer(
     let resp = builder.body(full(report.to_string()));
     Ok(resp.unwrap_or_else(|_| Response::new(full(Bytes::new()))))
 }
+
+/// A Dash-like callback list, served at any `…/_dash-dependencies`: `run.children` sets
+/// `secret-panel.children` while it runs, `bg.children` is a background callback, and
+/// `cs.children` a clientside callback writing `secret-panel.title`.
+pub const DEPENDENCIES: &str = r#"[
+{"output":"run.children","inputs":[{"id":"go","property":"n_clicks"}],"state":[],"clientside_function":null,"running":{"running":{"secret-panel.children":"RUNNING-SECRET"},"runningOff":{"secret-panel.children":"done"}}},
+{"output":"bg.children","inputs":[{"id":"go","property":"n_clicks"}],"state":[],"clientside_function":null,"background":{"interval":1000}},
+{"output":"secret-panel.title","inputs":[{"id":"go","property":"n_clicks"}],"state":[],"clientside_function":{"namespace":"_dashprivate_clientside_funcs","function_name":"f00d"}}
+]"#;
 
 /// Where the Dash-like layout is served (other `_dash-layout` paths echo like any other).
 pub const LAYOUT: &str = "/fixture/_dash-layout";
