@@ -26,21 +26,30 @@ Environment:
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from processes import (  # noqa: E402  (tests/processes.py, shared with tests/dash)
+    LOGS,
+    add_roles_and_users,
+    all_logs,
+    free_port,
+    gateway_binary,
+    start,
+    start_gateway,
+    stop,
+    wait_until_ready,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DASH_APP = REPO_ROOT / "examples" / "dash_app" / "app.py"
@@ -53,71 +62,6 @@ ROLE_PERMISSIONS = {
     "admin": ["salaries:read", "reports:read"],
     "viewer": ["reports:read"],
 }
-
-STARTUP_DEADLINE = 30.0  # seconds, for both the Dash app and the gateway
-CLI_TIMEOUT = 60.0
-
-# Log files of the processes we start; appended to every failing test's report.
-_LOGS: dict[str, Path] = {}
-
-
-# ---------------------------------------------------------------------------
-# helpers
-# ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def read_log(path: Path, limit: int = 20000) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as e:
-        return f"<cannot read {path}: {e}>"
-    return text if len(text) <= limit else "...\n" + text[-limit:]
-
-
-def all_logs() -> str:
-    return "\n".join(f"===== {name} ({p}) =====\n{read_log(p)}" for name, p in _LOGS.items())
-
-
-def wait_until_ready(url: str, proc: subprocess.Popen, what: str, expect_status: int | None = None) -> None:
-    """Poll `url` until it answers (with `expect_status` if given) or the deadline passes."""
-    deadline = time.monotonic() + STARTUP_DEADLINE
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited early with code {proc.returncode}\n{all_logs()}")
-        try:
-            r = requests.get(url, timeout=2, allow_redirects=False)
-            last = f"HTTP {r.status_code}: {r.text[:300]!r}"
-            if expect_status is None or r.status_code == expect_status:
-                return
-        except requests.RequestException as e:
-            last = repr(e)
-        time.sleep(0.1)  # poll interval, not a readiness assumption
-    raise RuntimeError(f"{what} not ready at {url} within {STARTUP_DEADLINE}s (last: {last})\n{all_logs()}")
-
-
-def stop(proc: subprocess.Popen | None) -> None:
-    """Terminate a process we started (its own process group), then kill if needed."""
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=10)
 
 
 # ---------------------------------------------------------------------------
@@ -144,17 +88,10 @@ class Provider:
 
 @pytest.fixture(scope="session")
 def gateway_bin() -> Path:
-    raw = os.environ.get("DASHGATE_BIN", "target/debug/dashgate")
-    path = Path(raw)
-    if not path.is_absolute():
-        path = REPO_ROOT / path
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        pytest.fail(
-            f"gateway binary not found or not executable: {path} "
-            "(build it with `cargo build`, or set DASHGATE_BIN)",
-            pytrace=False,
-        )
-    return path
+    try:
+        return gateway_binary()
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -178,8 +115,6 @@ def dash_app(workdir: Path, gateway_port: int):
     port = free_port()
     while port == gateway_port:  # the gateway's port is not bound yet
         port = free_port()
-    log = workdir / "dash-app.log"
-    _LOGS["dash app"] = log
     env = dict(
         os.environ,
         DASH_PORT=str(port),
@@ -188,41 +123,13 @@ def dash_app(workdir: Path, gateway_port: int):
         DASHGATE_JWKS_URL=f"http://127.0.0.1:{gateway_port}/auth/jwks.json",
     )
     python = os.environ.get("DASH_PYTHON", sys.executable)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [python, str(DASH_APP)],
-            cwd=DASH_APP.parent,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start("dash app", [python, str(DASH_APP)], DASH_APP.parent, workdir / "dash-app.log", env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(url + "/_dash-layout", proc, "Dash app", expect_status=200)
         yield url
     finally:
         stop(proc)
-
-
-def _cli(gateway_bin: Path, workdir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    cmd = [str(gateway_bin), "--database", "sqlite://dashgate.db", *args]
-    res = subprocess.run(
-        cmd,
-        cwd=workdir,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT,
-        env=dict(os.environ, DASHGATE_COOKIE_SECURE="false"),
-    )
-    if res.returncode != 0:
-        raise RuntimeError(
-            f"`dashgate {' '.join(args)}` failed with code {res.returncode}\n"
-            f"stdout: {res.stdout}\nstderr: {res.stderr}"
-        )
-    return res
 
 
 @pytest.fixture(scope="session")
@@ -259,17 +166,9 @@ def oidc_provider(workdir: Path, gateway_port: int):
     }
     config_file = workdir / "oidc-provider.json"
     config_file.write_text(json.dumps(config))
-    log = workdir / "oidc-provider.log"
-    _LOGS["oidc provider"] = log
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [os.environ.get("NODE_BIN", "node"), str(OIDC_DIR / "provider.mjs"), str(config_file)],
-            cwd=OIDC_DIR,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    node = os.environ.get("NODE_BIN", "node")
+    cmd = [node, str(OIDC_DIR / "provider.mjs"), str(config_file)]
+    proc = start("oidc provider", cmd, OIDC_DIR, workdir / "oidc-provider.log")
     try:
         wait_until_ready(issuer + "/.well-known/openid-configuration", proc, "OpenID provider", expect_status=200)
         yield Provider(issuer=issuer, passwords=passwords)
@@ -281,25 +180,10 @@ def oidc_provider(workdir: Path, gateway_port: int):
 def gateway(gateway_bin: Path, workdir: Path, dash_app: str, gateway_port: int, oidc_provider: Provider):
     passwords = {"admin": secrets.token_urlsafe(18), "viewer": secrets.token_urlsafe(18)}
     roles = {"admin": ["admin"], "viewer": ["viewer"]}
-    for role, perms in ROLE_PERMISSIONS.items():
-        _cli(gateway_bin, workdir, "roles", "add", role, *[a for p in perms for a in ("--perm", p)])
-    for name, pw in passwords.items():
-        role_args = [a for r in roles[name] for a in ("--role", r)]
-        # password only on stdin, never on argv
-        _cli(gateway_bin, workdir, "users", "add", name, *role_args, "--password-stdin", stdin=pw + "\n")
-
+    users = {name: (pw, roles[name]) for name, pw in passwords.items()}
+    add_roles_and_users(gateway_bin, workdir, ROLE_PERMISSIONS, users)
     port = gateway_port
-    log = workdir / "gateway.stderr.log"
-    _LOGS["gateway stderr"] = log
-    env = dict(
-        os.environ,
-        DASHGATE_COOKIE_SECURE="false",  # plain HTTP on loopback
-        RUST_BACKTRACE="1",
-    )
-    env.setdefault("RUST_LOG", "info")
-    config_file = workdir / "dashgate.toml"
-    config_file.write_text(
-        f"""
+    config = f"""
 [oidc]
 issuer = "{oidc_provider.issuer}"
 client_id = "dashgate"
@@ -313,31 +197,9 @@ end_session = true
 "dash-admins" = ["admin"]
 "dash-viewers" = ["viewer"]
 """
-    )
-    cmd = [
-        str(gateway_bin),
-        "serve",
-        "--config", str(config_file),
-        "--listen", f"127.0.0.1:{port}",
-        "--upstream", dash_app,
-        "--database", "sqlite://dashgate.db",  # relative to cwd = workdir
-        "--keys-dir", str(workdir / "keys"),
-        "--policy", str(POLICY),
-    ]
-    with open(log, "wb") as err, open(workdir / "gateway.stdout.log", "wb") as out:
-        _LOGS["gateway stdout"] = workdir / "gateway.stdout.log"
-        proc = subprocess.Popen(
-            cmd,
-            cwd=workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
+    proc = start_gateway(gateway_bin, workdir, port, dash_app, POLICY, config)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(url + "/auth/healthz", proc, "gateway", expect_status=200)
         yield Gateway(
             url=url,
             dash_url=dash_app,
@@ -408,7 +270,7 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     if not rep.failed:
         return
-    if _LOGS:
+    if LOGS:
         rep.sections.append(("dashgate / dash app logs", all_logs()))
     drv = item.funcargs.get("driver") if hasattr(item, "funcargs") else None
     if drv is not None and rep.when == "call":

@@ -152,6 +152,11 @@ def vault(_n):
     return "VAULT-CALLBACK-SECRET"
 
 
+@server.route("/_oracle/version")
+def oracle_version():
+    return {"dash": dash.__version__}
+
+
 @server.route("/_oracle/page")
 def oracle():
     """Which page Dash renders for a pathname, from Dash's own functions (the test oracle)."""
