@@ -62,7 +62,11 @@ fn dash_strip(prefix: &str, path: &str) -> Option<String> {
     if (prefix != "/" && !path.starts_with(base)) || (prefix == "/" && !path.starts_with('/')) {
         return None; // UnsupportedRelativePath: the callback fails
     }
-    let rest = if prefix != "/" { &path[base.len()..] } else { path };
+    let rest = if prefix != "/" {
+        &path[base.len()..]
+    } else {
+        path
+    };
     Some(rest.trim_matches('/').to_owned())
 }
 

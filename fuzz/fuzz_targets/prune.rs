@@ -49,13 +49,16 @@ fn patches_into_props(v: &Value) -> bool {
     match v {
         Value::Object(map) => {
             let bad = map.contains_key("__dash_patch_update")
-                && map.get("operations").and_then(Value::as_array).is_some_and(|ops| {
-                    ops.iter().any(|op| {
-                        op.get("location")
-                            .and_then(Value::as_array)
-                            .is_none_or(|l| l.iter().any(|k| k == "props"))
-                    })
-                });
+                && map
+                    .get("operations")
+                    .and_then(Value::as_array)
+                    .is_some_and(|ops| {
+                        ops.iter().any(|op| {
+                            op.get("location")
+                                .and_then(Value::as_array)
+                                .is_none_or(|l| l.iter().any(|k| k == "props"))
+                        })
+                    });
             bad || map.values().any(patches_into_props)
         }
         Value::Array(items) => items.iter().any(patches_into_props),
@@ -78,7 +81,10 @@ fuzz_target!(|data: &[u8]| {
             Ok(None) => {
                 if let Some(v) = &parsed {
                     assert!(!leaks(v), "passed unchanged: {v}");
-                    assert!(!(callback && patches_into_props(v)), "passed unchanged: {v}");
+                    assert!(
+                        !(callback && patches_into_props(v)),
+                        "passed unchanged: {v}"
+                    );
                 }
             }
             Err(e) => assert!(parsed.is_none(), "refused JSON a parser accepts: {e}"),
