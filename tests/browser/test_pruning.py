@@ -18,6 +18,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from dash_requests import pages_body
 from test_login_flow import WAIT, login_via_browser, wait_dashboard
 
 SECRET = "+49 30 5550 1234"  # in ops-oncall
@@ -36,19 +37,7 @@ def bearer(gateway, user: str) -> dict[str, str]:
 
 def pages_callback(gateway, headers: dict[str, str], pathname: str) -> requests.Response:
     """The Dash Pages routing callback, as dash-renderer sends it for a navigation."""
-    body = {
-        "output": ".._pages_content.children..._pages_store.data..",
-        "outputs": [
-            {"id": "_pages_content", "property": "children"},
-            {"id": "_pages_store", "property": "data"},
-        ],
-        "inputs": [
-            {"id": "_pages_location", "property": "pathname", "value": pathname},
-            {"id": "_pages_location", "property": "search", "value": ""},
-        ],
-        "state": [],
-        "changedPropIds": ["_pages_location.pathname"],
-    }
+    body = pages_body(pathname)
     return requests.post(gateway.url + "/_dash-update-component", json=body, headers=headers, timeout=30)
 
 

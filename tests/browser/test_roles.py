@@ -20,13 +20,13 @@ import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
+from dash_requests import PAGES_OUTPUT, pages_body
 from test_login_flow import CSRF, WAIT, cookie_header, cookie_map, login_via_browser, path_of, wait_dashboard, wait_for_path
 
 # Names in the app's salary table (examples/dash_app/app.py, SALARIES): none of them may
 # ever reach a viewer, in any response.
 EMPLOYEES = ["Ada Byrne", "Bruno Keller", "Chiara Moretti", "Dmitri Volkov", "Elif Demir", "Femi Adebayo", "Grete Lund"]
 
-PAGES_OUTPUT = ".._pages_content.children..._pages_store.data.."
 
 
 # ---------------------------------------------------------------------------
@@ -88,20 +88,6 @@ def salary_body(department: str = "all") -> dict:
         "inputs": [{"id": "department-filter", "property": "value", "value": department}],
         "state": [],
         "changedPropIds": ["department-filter.value"],
-    }
-
-
-def pages_body(pathname: str, search: str = "", labels: tuple[str, str] = ("pathname", "search")) -> dict:
-    """The Dash Pages routing callback as dash-renderer posts it on navigation."""
-    return {
-        "output": PAGES_OUTPUT,
-        "outputs": [{"id": "_pages_content", "property": "children"}, {"id": "_pages_store", "property": "data"}],
-        "inputs": [
-            {"id": "_pages_location", "property": labels[0], "value": pathname},
-            {"id": "_pages_location", "property": labels[1], "value": search},
-        ],
-        "state": [],
-        "changedPropIds": ["_pages_location.pathname"],
     }
 
 

@@ -25,28 +25,12 @@ import pytest
 import requests
 
 from conftest import PREFIX, Site
+from dash_requests import callback_body, pages_body
 
 UPDATE = PREFIX + "_dash-update-component"
 PAGE_MARKERS = {"admin": "ADMIN-PAGE-SECRET", "reports": "REPORTS-PAGE-SECRET", "home": "HOME-PAGE"}
 DENIED_PAGES = {"admin", "reports"}  # for the viewer, by tests/dash/policy.toml
 DEADLINE = 20.0  # seconds, for a background job to finish (it sleeps 1.5 s)
-
-
-def pages_body(pathname: str) -> dict:
-    """The Dash Pages router callback, as dash-renderer sends it for a navigation."""
-    return {
-        "output": ".._pages_content.children..._pages_store.data..",
-        "outputs": [
-            {"id": "_pages_content", "property": "children"},
-            {"id": "_pages_store", "property": "data"},
-        ],
-        "inputs": [
-            {"id": "_pages_location", "property": "pathname", "value": pathname},
-            {"id": "_pages_location", "property": "search", "value": ""},
-        ],
-        "state": [],
-        "changedPropIds": ["_pages_location.pathname"],
-    }
 
 
 def oracle(site: Site, pathname: str) -> str | None:
@@ -68,21 +52,6 @@ def dependencies(site: Site, user: str) -> list[dict]:
     r = site.get(user, PREFIX + "_dash-dependencies")
     assert r.status_code == 200, r.text
     return r.json()
-
-
-def callback_body(spec: dict, value=1) -> dict:
-    """The body dash-renderer sends for a one-output callback triggered by its first input."""
-    key = spec["output"]
-    id_text, prop = key.rsplit(".", 1)
-    component = json.loads(id_text) if id_text.startswith("{") else id_text
-    trigger = spec["inputs"][0]
-    return {
-        "output": key,
-        "outputs": {"id": component, "property": prop},
-        "inputs": [dict(trigger, value=value)],
-        "state": [],
-        "changedPropIds": [f"{trigger['id']}.{trigger['property']}"],
-    }
 
 
 def spec_for(deps: list[dict], input_id: str) -> dict:
