@@ -6,22 +6,16 @@
 
 use std::sync::{Arc, LazyLock};
 
+use dashgate::policy::Policy;
 use dashgate::policy::prune::{self, Hidden};
-use dashgate::policy::{Policy, Subject};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
 const POLICY: &str = include_str!("../../tests/fixtures/components.toml");
 
-struct Viewer;
-impl Subject for Viewer {
-    fn has_role(&self, _: &str) -> bool {
-        false
-    }
-    fn has_permission(&self, _: &str) -> bool {
-        false
-    }
-}
+#[path = "shared/viewer.rs"]
+mod viewer;
+use viewer::Viewer;
 
 type Prune = fn(&[u8], &Hidden) -> Result<Option<Vec<u8>>, prune::PruneError>;
 
