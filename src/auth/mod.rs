@@ -275,17 +275,6 @@ fn sign_in_choices(gw: &Gateway) -> pages::SignInChoices<'_> {
     }
 }
 
-/// The refresh token of a session this browser already holds, if any: it ends when the
-/// browser signs in again (session fixation: nothing from before a sign-in keeps working).
-fn previous_session(
-    gw: &Gateway,
-    headers: &http::HeaderMap,
-) -> Option<crate::token::refresh::RefreshKey> {
-    cookies::get(headers, &gw.cookies.refresh)
-        .or_else(|| cookies::get(headers, &gw.cookies.session))
-        .and_then(crate::token::refresh::parse)
-}
-
 /// Start a session for a user who just proved who they are (password or provider), ending
 /// the browser's previous one.
 async fn signed_in(
@@ -389,7 +378,9 @@ fn parse_login(ct: Option<&str>, body: &Bytes) -> Result<LoginRequest, Error> {
 async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result<Response, Error> {
     let ct = content_type(req.headers());
     let login_cookie = cookies::get(req.headers(), &gw.cookies.login_csrf).map(str::to_owned);
-    let previous = previous_session(gw, req.headers());
+    // The session this browser already holds ends when it signs in again (session fixation:
+    // nothing from before a sign-in keeps working).
+    let previous = gw.presented_session(req.headers());
     let body = read_body(
         req.into_body(),
         MAX_AUTH_BODY,

@@ -175,7 +175,7 @@ pub async fn callback(
             return back_to_login(gw, &next, NOT_ALLOWED, StatusCode::FORBIDDEN);
         }
     };
-    let previous = super::previous_session(gw, req.headers());
+    let previous = gw.presented_session(req.headers());
     let issued = super::signed_in(gw, peer, &user, previous, now).await?;
     super::browser_signed_in(gw, &issued, &next, &gw.cookies.oidc, now)
 }

@@ -481,35 +481,25 @@ impl Policy {
     /// What `who` (None: anonymous) may not see or write: the `dash_components` and
     /// `dash_outputs` rules they fail. None when they fail none.
     pub fn restrictions(self: &Arc<Self>, who: Option<&dyn Subject>) -> Option<prune::Hidden> {
+        let fails = |r: &Rule| who.is_none_or(|w| !r.allows(w));
         // Most requests come from someone every rule allows: nothing to allocate for them.
-        let fails_one = self.output_rule_list.iter().any(|i| {
-            self.rules
-                .get(*i)
-                .is_some_and(|r| who.is_none_or(|w| !r.allows(w)))
-        });
+        let fails_one = self
+            .output_rule_list
+            .iter()
+            .any(|i| self.rules.get(*i).is_some_and(fails));
         if !fails_one {
             return None;
         }
-        let denied: Vec<bool> = self
-            .rules
-            .iter()
-            .map(|r| who.is_none_or(|w| !r.allows(w)))
-            .collect();
-        let fails = |i: &usize| denied.get(*i).copied().unwrap_or(false);
+        let denied: Vec<bool> = self.rules.iter().map(fails).collect();
         let components = self
             .exact_components
             .values()
             .flatten()
             .chain(self.pattern_components.iter().map(|(_, i)| i))
-            .any(fails);
-        let outputs = components
-            || self
-                .exact_outputs
-                .values()
-                .flatten()
-                .chain(self.pattern_outputs.iter().map(|(_, i)| i))
-                .any(fails);
-        outputs.then(|| prune::Hidden {
+            .any(|i| denied.get(*i).copied().unwrap_or(false));
+        // Every rule of `output_rule_list` governs outputs (component rules imply output
+        // rules), so failing one is failing an output rule.
+        Some(prune::Hidden {
             policy: Arc::clone(self),
             denied,
             components,

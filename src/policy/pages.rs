@@ -95,27 +95,13 @@ pub fn readings(prefix: &str, pathname: &str) -> Result<Vec<Vec<String>>, PageEr
     Ok(out)
 }
 
-/// Decode `%XX` once; a malformed escape or bytes that are not UTF-8 are refused.
+/// Decode `%XX` once, as HTTP paths are ([`super::path`]); a malformed escape or bytes that
+/// are not UTF-8 are refused.
 fn percent_decode(raw: &str) -> Result<String, PageError> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or(PageError("malformed percent-escape"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| PageError("not UTF-8 once decoded"))
+    super::path::percent_decode_strict(raw).map_err(|e| match e {
+        super::path::PathError::NotUtf8 => PageError("not UTF-8 once decoded"),
+        _ => PageError("malformed percent-escape"),
+    })
 }
 
 #[cfg(test)]

@@ -68,7 +68,7 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 /// Decode `%XX` escapes once; malformed escapes are an error (parsers disagree about them).
-fn percent_decode_strict(raw: &str) -> Result<String, PathError> {
+pub(super) fn percent_decode_strict(raw: &str) -> Result<String, PathError> {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

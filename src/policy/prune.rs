@@ -70,42 +70,45 @@ impl Hidden {
 
     /// The first failed rule that covers a component with this id.
     pub fn rule_for(&self, id: &Json) -> Option<&Rule> {
-        let p = &*self.policy;
         match id {
             Json::String(s) => self.rule_for_str(s),
-            Json::Object(m) => {
-                // Exact patterns and globs see the text Dash writes for a dict id (made only
-                // when some pattern needs it).
-                let canonical = std::cell::OnceCell::new();
-                let text = || canonical.get_or_init(|| super::dash::dict_id_text(m));
-                if !p.exact_components.is_empty() {
-                    if let Some(rule) = p
-                        .exact_components
-                        .get(text().as_str())
-                        .into_iter()
-                        .flatten()
-                        .find_map(|i| self.denies(*i))
-                    {
-                        return Some(rule);
-                    }
-                }
-                p.pattern_components.iter().find_map(|(pat, i)| {
-                    let hit = match pat {
-                        OutputPattern::Glob(g) => glob(g, text()),
-                        OutputPattern::Dict(pairs) => dict_matches(pairs, m),
-                    };
-                    if hit { self.denies(*i) } else { None }
-                })
-            }
+            Json::Object(m) => self.rule_for_dict(m),
             _ => None,
         }
+    }
+
+    /// The first failed rule that covers a component with this dict id.
+    fn rule_for_dict(&self, m: &Map<String, Json>) -> Option<&Rule> {
+        let p = &*self.policy;
+        // Exact patterns and globs see the text Dash writes for a dict id (made only when some
+        // pattern needs it).
+        let canonical = std::cell::OnceCell::new();
+        let text = || canonical.get_or_init(|| super::dash::dict_id_text(m));
+        if !p.exact_components.is_empty() {
+            if let Some(rule) = p
+                .exact_components
+                .get(text().as_str())
+                .into_iter()
+                .flatten()
+                .find_map(|i| self.denies(*i))
+            {
+                return Some(rule);
+            }
+        }
+        p.pattern_components.iter().find_map(|(pat, i)| {
+            let hit = match pat {
+                OutputPattern::Glob(g) => glob(g, text()),
+                OutputPattern::Dict(pairs) => dict_matches(pairs, m),
+            };
+            if hit { self.denies(*i) } else { None }
+        })
     }
 
     /// Is the component with this id hidden from this user?
     pub fn hides_id(&self, id: &ComponentId) -> bool {
         match id {
             ComponentId::Str(s) => self.rule_for_str(s).is_some(),
-            ComponentId::Dict(m) => self.rule_for(&Json::Object(m.clone())).is_some(),
+            ComponentId::Dict(m) => self.rule_for_dict(m).is_some(),
         }
     }
 

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::{Request, header};
-use http_body_util::BodyExt;
 
 use super::Proxy;
 use crate::error::Error;
@@ -34,8 +33,8 @@ const MAX_BYTES: usize = 8 << 20;
 struct Slot {
     deps: Option<Arc<Dependencies>>,
     fetched: Option<Instant>,
-    /// When the last fetch was tried, and whether it failed.
-    tried: Option<(Instant, bool)>,
+    /// When a fetch was last tried, whatever came of it.
+    tried: Option<Instant>,
 }
 
 /// Callback lists by app prefix.
@@ -63,9 +62,7 @@ impl DependencyCache {
                 .as_ref()
                 .is_some_and(|d| d.callbacks.contains_key(k))
         });
-        let may_retry = slot
-            .tried
-            .is_none_or(|(t, _)| now.duration_since(t) >= RETRY);
+        let may_retry = slot.tried.is_none_or(|t| now.duration_since(t) >= RETRY);
         if let Some(deps) = &slot.deps {
             if (fresh && knows) || !may_retry {
                 return Ok(Arc::clone(deps));
@@ -73,16 +70,15 @@ impl DependencyCache {
         } else if !may_retry {
             return Err(Error::BadGateway);
         }
+        slot.tried = Some(now);
         match fetch(proxy, prefix, timeout).await {
             Ok(deps) => {
                 let deps = Arc::new(deps);
                 slot.deps = Some(Arc::clone(&deps));
                 slot.fetched = Some(now);
-                slot.tried = Some((now, false));
                 Ok(deps)
             }
             Err(e) => {
-                slot.tried = Some((now, true));
                 tracing::warn!(prefix, error = %e, "could not read the app's _dash-dependencies");
                 // A list that was good a moment ago still says what those callbacks do.
                 slot.deps.as_ref().map(Arc::clone).ok_or(Error::BadGateway)
@@ -127,23 +123,9 @@ async fn fetch(proxy: &Proxy, prefix: &str, timeout: Duration) -> Result<Depende
     {
         return Err(Error::BadGateway);
     }
-    let mut body = resp.into_body();
-    let read = async {
-        let mut buf = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|_| Error::BadGateway)?;
-            if let Ok(data) = frame.into_data() {
-                if buf.len() + data.len() > MAX_BYTES {
-                    return Err(Error::BadGateway);
-                }
-                buf.extend_from_slice(&data);
-            }
-        }
-        Ok(buf)
-    };
-    let bytes = tokio::time::timeout(timeout, read)
-        .await
-        .map_err(|_| Error::GatewayTimeout)??;
+    let bytes = super::read_answer(resp.into_body(), MAX_BYTES, timeout)
+        .await?
+        .ok_or(Error::BadGateway)?;
     Dependencies::parse(&bytes).map_err(|e| {
         tracing::warn!(prefix, error = %e, "the app's _dash-dependencies cannot be read");
         Error::BadGateway

@@ -14,7 +14,6 @@ use std::io::Read as _;
 use std::time::Duration;
 
 use http::{HeaderValue, Method, StatusCode, header};
-use http_body_util::BodyExt;
 
 use super::Proxy;
 use super::dependencies::DependencyCache;
@@ -100,26 +99,10 @@ pub async fn read(
             "a byte range of an answer that must be filtered",
         ));
     }
-    let (parts, mut body) = resp.into_parts();
-    // Not `Limited::collect` as in `proxy::read_body`: on this boxed body its future defeats
-    // rustc's proof that the connection task is `Send` ("not general enough").
-    let collect = async {
-        let mut buf = bytes::BytesMut::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|_| Error::BadGateway)?;
-            if let Ok(data) = frame.into_data() {
-                if buf.len() + data.len() > limit {
-                    return Err(unreadable("larger than limits.max_inspect_bytes"));
-                }
-                buf.extend_from_slice(&data);
-            }
-        }
-        Ok(buf.freeze())
-    };
-    match tokio::time::timeout(timeout, collect).await {
-        Err(_) => Err(Error::GatewayTimeout),
-        Ok(Err(e)) => Err(e),
-        Ok(Ok(bytes)) => Ok(Read::Whole(parts, bytes)),
+    let (parts, body) = resp.into_parts();
+    match super::read_answer(body, limit, timeout).await? {
+        Some(bytes) => Ok(Read::Whole(parts, bytes)),
+        None => Err(unreadable("larger than limits.max_inspect_bytes")),
     }
 }
 

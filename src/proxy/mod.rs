@@ -200,6 +200,32 @@ pub fn is_upgrade<B>(req: &Request<B>) -> bool {
     connection_upgrade && req.headers().contains_key(header::UPGRADE)
 }
 
+/// Collect an upstream answer's body whole within `timeout` (504 past it): `None` when it is
+/// larger than `limit`. Not `Limited::collect` as in [`read_body`]: on this boxed body its
+/// future defeats rustc's proof that the connection task is `Send` ("not general enough").
+pub async fn read_answer(
+    mut body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Option<Bytes>, Error> {
+    let collect = async {
+        let mut buf = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| Error::BadGateway)?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > limit {
+                    return Ok(None);
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(Some(buf.freeze()))
+    };
+    tokio::time::timeout(timeout, collect)
+        .await
+        .map_err(|_| Error::GatewayTimeout)?
+}
+
 /// Collect at most `limit` bytes of a body within `timeout`, for the requests the gateway
 /// itself must read (login forms, JSON).
 pub async fn read_body(body: Incoming, limit: usize, timeout: Duration) -> Result<Bytes, Error> {

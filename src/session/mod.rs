@@ -513,10 +513,7 @@ impl Gateway {
                 user: NamedUser::Claims(claims),
             }));
         }
-        let Some(hash) = cookies::get(headers, &self.cookies.refresh)
-            .or_else(|| cookies::get(headers, &self.cookies.session))
-            .and_then(refresh::parse)
-        else {
+        let Some(hash) = self.presented_session(headers) else {
             return Ok(None);
         };
         Ok(self.store.family_of(hash, now).await?.map(|f| Named {
@@ -524,6 +521,16 @@ impl Gateway {
             via: Via::Cookie,
             user: NamedUser::Id(f.user_id),
         }))
+    }
+}
+
+impl Gateway {
+    /// The session a browser's cookies hold beyond the access token: the refresh cookie's
+    /// token, or in server mode the session cookie's (both are refresh-family tokens).
+    pub fn presented_session(&self, headers: &HeaderMap) -> Option<refresh::RefreshKey> {
+        cookies::get(headers, &self.cookies.refresh)
+            .or_else(|| cookies::get(headers, &self.cookies.session))
+            .and_then(refresh::parse)
     }
 }
 
