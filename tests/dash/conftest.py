@@ -15,13 +15,13 @@ import secrets
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from attack_site import PREFIX, Site  # noqa: E402  (tests/dash/attack_site.py)
 from processes import (  # noqa: E402  (tests/processes.py, shared with tests/browser)
     LOGS,
     REPO_ROOT,
@@ -38,27 +38,7 @@ from processes import (  # noqa: E402  (tests/processes.py, shared with tests/br
 HERE = Path(__file__).resolve().parent
 APP = HERE / "app.py"
 POLICY = HERE / "policy.toml"
-PREFIX = "/app/"
 VERSIONS = [v.strip() for v in os.environ.get("DASH_VERSIONS", "2,3,4").split(",") if v.strip()]
-
-
-@dataclass
-class Site:
-    """One Dash version behind the gateway."""
-
-    version: str  # the Dash version the app reports
-    url: str  # the gateway
-    app_url: str  # the app itself, for the oracle only
-    tokens: dict[str, str] = field(default_factory=dict)
-
-    def headers(self, user: str, **extra: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[user]}", "Accept": "application/json", **extra}
-
-    def get(self, user: str, path: str, **extra: str) -> requests.Response:
-        return requests.get(self.url + path, headers=self.headers(user, **extra), timeout=30)
-
-    def post(self, user: str, path: str, body: dict, params: dict | None = None) -> requests.Response:
-        return requests.post(self.url + path, json=body, headers=self.headers(user), params=params, timeout=30)
 
 
 def interpreter(version: str) -> Path:

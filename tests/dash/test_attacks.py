@@ -24,7 +24,7 @@ import time
 import pytest
 import requests
 
-from conftest import PREFIX, Site
+from attack_site import PREFIX, Site
 from dash_requests import callback_body, pages_body
 
 UPDATE = PREFIX + "_dash-update-component"

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::support::{
     ACCESS, Gateway, Jar, Options, PASSWORD, TestResult, Upstream, client, eventually,
-    output_text as text, verify_with_jwks,
+    output_text as text, pages_body, verify_with_jwks,
 };
 
 pub const POLICY: &str = r#"
@@ -83,16 +83,7 @@ async fn callback(
     jar: &Jar,
     body: &serde_json::Value,
 ) -> Result<u16, reqwest::Error> {
-    let r = client()
-        .post(gw.url(path))
-        .header("cookie", jar.header())
-        .header("x-csrftoken", jar.csrf())
-        .header("accept", "application/json")
-        .body(body.to_string())
-        .header("content-type", "application/json")
-        .send()
-        .await?;
-    Ok(r.status().as_u16())
+    Ok(gw.dash_post(path, jar, body).await?.status().as_u16())
 }
 
 #[tokio::test]
@@ -311,15 +302,6 @@ async fn dash_callbacks_are_checked_by_output() -> TestResult {
     );
     assert_eq!(seen["query"], "endId=abc");
     Ok(())
-}
-
-fn pages_body(pathname: &str, input_id: &str) -> serde_json::Value {
-    json!({
-        "output": ".._pages_content.children..._pages_store.data..",
-        "outputs": [{"id": "_pages_content", "property": "children"}, {"id": "_pages_store", "property": "data"}],
-        "inputs": [{"id": input_id, "property": "pathname", "value": pathname}, {"id": input_id, "property": "search", "value": ""}],
-        "state": [],
-    })
 }
 
 #[tokio::test]

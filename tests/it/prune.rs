@@ -200,14 +200,7 @@ async fn run_callback(
         "state": [],
         "changedPropIds": ["go.n_clicks"],
     });
-    gw.client()
-        .post(gw.url(path))
-        .header("cookie", jar.header())
-        .header("x-csrftoken", jar.csrf())
-        .header("accept", "application/json")
-        .json(&body)
-        .send()
-        .await
+    gw.dash_post(path, jar, &body).await
 }
 
 #[tokio::test]

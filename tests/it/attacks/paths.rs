@@ -6,9 +6,7 @@
 //! `/admin`. Dash Pages navigation (the `pathname` inside a callback body) is held to the same
 //! rules with the same spellings.
 
-use serde_json::json;
-
-use crate::support::{Gateway, Jar, Options, PASSWORD, TestResult, Upstream, client, raw_get};
+use crate::support::{Gateway, Jar, Options, PASSWORD, TestResult, Upstream, pages_body, raw_get};
 
 const POLICY: &str = r#"
 default = "authenticated"
@@ -129,19 +127,10 @@ impl Site {
     }
 
     async fn navigate(&self, jar: &Jar, pathname: &str, id: &str) -> Result<u16, reqwest::Error> {
-        let body = json!({
-            "output": ".._pages_content.children..._pages_store.data..",
-            "outputs": [{"id": "_pages_content", "property": "children"}, {"id": "_pages_store", "property": "data"}],
-            "inputs": [{"id": id, "property": "pathname", "value": pathname}, {"id": id, "property": "search", "value": ""}],
-            "state": [],
-        });
-        let r = client()
-            .post(self.gw.url("/_dash-update-component"))
-            .header("cookie", jar.header())
-            .header("x-csrftoken", jar.csrf())
-            .header("accept", "application/json")
-            .json(&body)
-            .send()
+        let body = pages_body(pathname, id);
+        let r = self
+            .gw
+            .dash_post("/_dash-update-component", jar, &body)
             .await?;
         Ok(r.status().as_u16())
     }
@@ -315,6 +304,17 @@ paths = ["/app/reports/*"]
 roles = ["admin"]
 "#;
 
+/// The Pages router callback of the app under `/app/`.
+async fn navigate_app(
+    gw: &Gateway,
+    jar: &Jar,
+    pathname: &str,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let body = pages_body(pathname, "_pages_location");
+    gw.dash_post("/app/_dash-update-component", jar, &body)
+        .await
+}
+
 #[tokio::test]
 async fn pages_under_a_prefix_and_with_templates() -> TestResult {
     let up = Upstream::start().await?;
@@ -328,24 +328,10 @@ async fn pages_under_a_prefix_and_with_templates() -> TestResult {
         up,
         gw,
     };
-    let navigate = |jar: &Jar, pathname: &'static str| {
-        let body = json!({
-            "output": ".._pages_content.children..._pages_store.data..",
-            "outputs": [{"id": "_pages_content", "property": "children"}, {"id": "_pages_store", "property": "data"}],
-            "inputs": [{"id": "_pages_location", "property": "pathname", "value": pathname}, {"id": "_pages_location", "property": "search", "value": ""}],
-            "state": [],
-        });
-        client()
-            .post(site.gw.url("/app/_dash-update-component"))
-            .header("cookie", jar.header())
-            .header("x-csrftoken", jar.csrf())
-            .json(&body)
-            .send()
-    };
     // Outside the prefix (Dash would render `admin` for `/appadmin`): no page of this app.
     for p in ["/appadmin", "/appreports/q1", "/admin", "/"] {
         for jar in [&site.viewer, &site.admin] {
-            assert_eq!(navigate(jar, p).await?.status(), 400, "{p}");
+            assert_eq!(navigate_app(&site.gw, jar, p).await?.status(), 400, "{p}");
         }
     }
     // A template's variable may span segments: the rule's `*` does too.
@@ -358,9 +344,17 @@ async fn pages_under_a_prefix_and_with_templates() -> TestResult {
         "/app/reports/q1%2Fx",
     ] {
         let hits = site.up.hits();
-        assert_eq!(navigate(&site.viewer, p).await?.status(), 403, "viewer {p}");
+        assert_eq!(
+            navigate_app(&site.gw, &site.viewer, p).await?.status(),
+            403,
+            "viewer {p}"
+        );
         assert_eq!(site.up.hits(), hits, "viewer {p} reached the app");
-        assert_eq!(navigate(&site.admin, p).await?.status(), 200, "admin {p}");
+        assert_eq!(
+            navigate_app(&site.gw, &site.admin, p).await?.status(),
+            200,
+            "admin {p}"
+        );
     }
     // Dash would match `/app/reports/..` and `/app/reports//x` against the template too.
     for p in [
@@ -370,12 +364,16 @@ async fn pages_under_a_prefix_and_with_templates() -> TestResult {
         "/app//admin",
     ] {
         for jar in [&site.viewer, &site.admin] {
-            assert_eq!(navigate(jar, p).await?.status(), 400, "{p}");
+            assert_eq!(navigate_app(&site.gw, jar, p).await?.status(), 400, "{p}");
         }
     }
     // The rest of the app stays open to the viewer.
     for p in ["/app", "/app/", "/app/home", "/app/reports"] {
-        assert_eq!(navigate(&site.viewer, p).await?.status(), 200, "viewer {p}");
+        assert_eq!(
+            navigate_app(&site.gw, &site.viewer, p).await?.status(),
+            200,
+            "viewer {p}"
+        );
     }
     Ok(())
 }

@@ -370,6 +370,24 @@ impl Gateway {
             .await
     }
 
+    /// POST a Dash callback body to `path` as dash-renderer does: the jar's cookies, its CSRF
+    /// token in `X-CSRFToken`, JSON both ways.
+    pub async fn dash_post(
+        &self,
+        path: &str,
+        jar: &Jar,
+        body: &serde_json::Value,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        self.client()
+            .post(self.url(path))
+            .header("cookie", jar.header())
+            .header("x-csrftoken", jar.csrf())
+            .header("accept", "application/json")
+            .json(body)
+            .send()
+            .await
+    }
+
     /// Open the login page with these cookies, as a browser would: the cookies afterwards and
     /// the form's CSRF token.
     pub async fn login_form(&self, jar: &Jar) -> Result<(Jar, String), Box<dyn std::error::Error>> {
@@ -458,6 +476,17 @@ impl Drop for Gateway {
             eprintln!("---- gateway log ----\n{}", self.log());
         }
     }
+}
+
+/// The Dash Pages router callback as dash-renderer posts it for a navigation, its inputs
+/// claiming the id `input_id` (Dash takes them by position, whatever id they claim).
+pub fn pages_body(pathname: &str, input_id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "output": ".._pages_content.children..._pages_store.data..",
+        "outputs": [{"id": "_pages_content", "property": "children"}, {"id": "_pages_store", "property": "data"}],
+        "inputs": [{"id": input_id, "property": "pathname", "value": pathname}, {"id": input_id, "property": "search", "value": ""}],
+        "state": [],
+    })
 }
 
 /// A client that never follows redirects and keeps no cookies of its own.
