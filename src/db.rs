@@ -102,6 +102,15 @@ CREATE TABLE user_mapped_roles (
 );
 ",
     ),
+    (
+        5,
+        // The refresh grace window covers only the token the family's current one replaced
+        // (RFC 9700 4.14.2): the family remembers that predecessor, and forgets it as soon as
+        // the current token is itself rotated.
+        r"
+ALTER TABLE refresh_families ADD COLUMN previous_hash {BYTES};
+",
+    ),
 ];
 
 /// The SQL dialects the migrations are written for.

@@ -40,10 +40,12 @@ pub struct RefreshPolicy {
 pub enum Rotation {
     /// The token was current: it is now spent and `token` replaces it.
     Rotated { family: Family, token: String },
-    /// The token was rotated moments ago by a concurrent request of the same client: the
-    /// session continues (a new access token may be issued) but no new refresh token is given.
+    /// The token was rotated moments ago by a concurrent request of the same client, and is the
+    /// direct predecessor of a current token nobody has used yet: the session continues (a new
+    /// access token may be issued) but no new refresh token is given.
     Grace { family: Family },
-    /// The token had already been rotated before the grace window: someone replays it, so the
+    /// The token had already been rotated before the grace window, or is older than the
+    /// current token's predecessor, or its successor has been used: someone replays it, so the
     /// whole family has just been revoked.
     Reused { family_id: String, user_id: i64 },
     /// Unknown, expired or revoked.
@@ -56,14 +58,19 @@ pub(crate) struct TokenState {
     pub idle_expires_at: i64,
     pub rotated_at: Option<i64>,
     pub revoked: bool,
+    /// Is this token the one the family's current token replaced? Only that one may be
+    /// presented again within the grace window (RFC 9700 4.14.2); once the current token is
+    /// rotated in turn, it is not the predecessor any more.
+    pub is_predecessor: bool,
 }
 
 /// What to do with a presented refresh token.
 pub(crate) enum Step {
     Invalid,
-    /// Rotated moments ago by a concurrent request: accept, issue no new refresh token.
+    /// Rotated moments ago by a concurrent request, and its successor is still unused: accept,
+    /// issue no new refresh token.
     Grace(Family),
-    /// Rotated before the grace window: a replay; revoke the family.
+    /// Rotated before the grace window, or two generations back: a replay; revoke the family.
     Reuse(Family),
     /// Current: spend it and issue its successor.
     Rotate(Family),
@@ -75,7 +82,9 @@ pub(crate) fn rotation_step(t: TokenState, now: i64, policy: RefreshPolicy) -> S
         return Step::Invalid;
     }
     match t.rotated_at {
-        Some(rotated) if now.saturating_sub(rotated) <= policy.grace => Step::Grace(t.family),
+        Some(rotated) if t.is_predecessor && now.saturating_sub(rotated) <= policy.grace => {
+            Step::Grace(t.family)
+        }
         Some(_) => Step::Reuse(t.family),
         None if t.idle_expires_at <= now => Step::Invalid,
         None => Step::Rotate(t.family),

@@ -126,13 +126,15 @@ impl PgStore {
         let (new_token, new_key) = refresh::generate(&key.family)?;
         with_client!(self, c => {
             let tx = c.transaction().await.map_err(unavailable)?;
-            // The token row stays locked until commit: a concurrent presentation waits, then
-            // sees it rotated (grace) instead of rotating it twice.
+            // The token and family rows stay locked until commit: a concurrent presentation
+            // waits, then sees it rotated (grace) instead of rotating it twice, and two tokens
+            // of one family are never rotated at once.
             let row = tx
                 .query_opt(
-                    "SELECT t.family_id, t.idle_expires_at, t.rotated_at, f.user_id, f.absolute_expires_at, f.revoked_at
+                    "SELECT t.family_id, t.idle_expires_at, t.rotated_at, f.user_id, f.absolute_expires_at, f.revoked_at,
+                            f.previous_hash IS NOT NULL AND f.previous_hash = t.hash
                      FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
-                     WHERE t.hash = $1 FOR UPDATE OF t",
+                     WHERE t.hash = $1 FOR UPDATE OF t, f",
                     &[&key.hash.as_slice()],
                 )
                 .await
@@ -142,11 +144,13 @@ impl PgStore {
             let family_id: String = row.try_get(0).map_err(unavailable)?;
             let (idle, rotated, user_id, abs, revoked) = (get(1)?, get(2)?, get(3)?, get(4)?, get(5)?);
             let (Some(idle), Some(user_id), Some(abs)) = (idle, user_id, abs) else { return Ok(Rotation::Invalid) };
+            let is_predecessor: bool = row.try_get(6).map_err(unavailable)?;
             let state = TokenState {
                 family: Family { id: family_id, user_id, absolute_expires_at: abs },
                 idle_expires_at: idle,
                 rotated_at: rotated,
                 revoked: revoked.is_some(),
+                is_predecessor,
             };
             let family = match rotation_step(state, now, policy) {
                 Step::Invalid => return Ok(Rotation::Invalid),
@@ -164,6 +168,9 @@ impl PgStore {
                 Step::Rotate(family) => family,
             };
             tx.execute("UPDATE refresh_tokens SET rotated_at = $2 WHERE hash = $1", &[&key.hash.as_slice(), &now])
+                .await
+                .map_err(unavailable)?;
+            tx.execute("UPDATE refresh_families SET previous_hash = $2 WHERE id = $1", &[&family.id, &key.hash.as_slice()])
                 .await
                 .map_err(unavailable)?;
             let new_idle = now.saturating_add(policy.idle).min(abs);

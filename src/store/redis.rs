@@ -25,24 +25,26 @@ const CHANNEL: &str = "dg:revocations";
 
 /// Rotate a refresh token atomically. KEYS: old token, new token, family (one hash slot: the
 /// family id is their hash tag). ARGV: now, idle, grace. Returns {outcome, family id, user id,
-/// absolute expiry}.
+/// absolute expiry}. The family's `prev` names the token its current one replaced: the only one
+/// the grace window covers (RFC 9700 4.14.2).
 const ROTATE: &str = r"
 local t = redis.call('HMGET', KEYS[1], 'fam', 'idle', 'rot')
 if not t[1] then return {'invalid'} end
 local now, idle, grace = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local famkey = KEYS[3]
-local f = redis.call('HMGET', famkey, 'uid', 'abs', 'rev')
+local f = redis.call('HMGET', famkey, 'uid', 'abs', 'rev', 'prev')
 if not f[1] then return {'invalid'} end
 local abs = tonumber(f[2])
 if f[3] == '1' or abs <= now then return {'invalid'} end
 local rot = tonumber(t[3])
 if rot > 0 then
-  if now - rot <= grace then return {'grace', t[1], f[1], f[2]} end
+  if f[4] == KEYS[1] and now - rot <= grace then return {'grace', t[1], f[1], f[2]} end
   redis.call('HSET', famkey, 'rev', '1')
   return {'reused', t[1], f[1], f[2]}
 end
 if tonumber(t[2]) <= now then return {'invalid'} end
 redis.call('HSET', KEYS[1], 'rot', ARGV[1])
+redis.call('HSET', famkey, 'prev', KEYS[1])
 redis.call('HSET', KEYS[2], 'fam', t[1], 'idle', math.min(now + idle, abs), 'rot', '0')
 redis.call('EXPIREAT', KEYS[2], abs)
 return {'rotated', t[1], f[1], f[2]}

@@ -77,7 +77,8 @@ impl SqliteStore {
                 let tx = crate::db::write_tx(c)?;
                 let row = tx
                     .query_row(
-                        "SELECT t.family_id, t.idle_expires_at, t.rotated_at, f.user_id, f.absolute_expires_at, f.revoked_at
+                        "SELECT t.family_id, t.idle_expires_at, t.rotated_at, f.user_id, f.absolute_expires_at, f.revoked_at,
+                                f.previous_hash IS NOT NULL AND f.previous_hash = t.hash
                          FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.hash = ?1",
                         [hash.as_slice()],
                         |r| {
@@ -88,11 +89,12 @@ impl SqliteStore {
                                 r.get::<_, i64>(3)?,
                                 r.get::<_, i64>(4)?,
                                 r.get::<_, Option<i64>>(5)?,
+                                r.get::<_, bool>(6)?,
                             ))
                         },
                     )
                     .optional()?;
-                let Some((family_id, idle_expires_at, rotated_at, user_id, absolute_expires_at, revoked_at)) = row else {
+                let Some((family_id, idle_expires_at, rotated_at, user_id, absolute_expires_at, revoked_at, is_predecessor)) = row else {
                     return Ok(Rotation::Invalid);
                 };
                 let state = TokenState {
@@ -100,6 +102,7 @@ impl SqliteStore {
                     idle_expires_at,
                     rotated_at,
                     revoked: revoked_at.is_some(),
+                    is_predecessor,
                 };
                 let family = match rotation_step(state, now, policy) {
                     Step::Invalid => return Ok(Rotation::Invalid),
@@ -114,6 +117,10 @@ impl SqliteStore {
                 tx.execute(
                     "UPDATE refresh_tokens SET rotated_at = ?2 WHERE hash = ?1 AND rotated_at IS NULL",
                     params![hash.as_slice(), now],
+                )?;
+                tx.execute(
+                    "UPDATE refresh_families SET previous_hash = ?2 WHERE id = ?1",
+                    params![family.id, hash.as_slice()],
                 )?;
                 tx.execute(
                     "INSERT INTO refresh_tokens (hash, family_id, issued_at, idle_expires_at) VALUES (?1, ?2, ?3, ?4)",

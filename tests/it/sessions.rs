@@ -260,3 +260,69 @@ async fn key_rotation_reaches_a_running_gateway() -> TestResult {
     );
     Ok(())
 }
+
+/// RFC 9700 4.14.2: the refresh grace window covers only the token the current one replaced,
+/// and only until that current token is used. On every state store.
+#[tokio::test]
+async fn refresh_grace_covers_only_the_direct_predecessor() -> TestResult {
+    let up = Upstream::start().await?;
+    let redis = crate::support::redis::RedisServer::start().await?;
+    let pg = crate::support::postgres::PostgresServer::start().await?;
+    let stores: [(&str, Vec<(&str, String)>); 3] = [
+        ("sqlite", vec![]),
+        ("redis", vec![("DASHGATE_STORE_URL", redis.url())]),
+        ("postgres", vec![("DASHGATE_DATABASE_URL", pg.url())]),
+    ];
+    for (store, env) in stores {
+        let mut opts = Options::new(&up.url).env("DASHGATE_SESSION_REFRESH_GRACE", "60s");
+        for (k, v) in &env {
+            opts = opts.env(k, v);
+        }
+        let gw = Gateway::start_with(opts, &[("alice", &[])]).await?;
+        let refresh = |token: String| {
+            let url = gw.url("/auth/refresh");
+            async move {
+                let r = client()
+                    .post(url)
+                    .json(&serde_json::json!({ "refresh_token": token }))
+                    .send()
+                    .await?;
+                let status = r.status().as_u16();
+                let v: serde_json::Value = r.json().await.unwrap_or_default();
+                let next = v["refresh_token"].as_str().map(str::to_owned);
+                Ok::<_, reqwest::Error>((status, next))
+            }
+        };
+        let (_, t0) = gw.token_login("alice", PASSWORD).await?;
+        let (s, t1) = refresh(t0.clone()).await?;
+        let t1 = t1.ok_or(format!("{store}: t0 rotates ({s})"))?;
+        // t0 is t1's direct predecessor and t1 is unused: grace, no new refresh token.
+        let (s, again) = refresh(t0.clone()).await?;
+        assert_eq!((s, again), (200, None), "{store}: predecessor within grace");
+        let (s, t2) = refresh(t1.clone()).await?;
+        let t2 = t2.ok_or(format!("{store}: t1 rotates ({s})"))?;
+        // t0 is two generations back now, well inside the 60 s window: reuse, family revoked.
+        assert_eq!(
+            refresh(t0.clone()).await?.0,
+            401,
+            "{store}: two generations back"
+        );
+        assert_eq!(
+            refresh(t2).await?.0,
+            401,
+            "{store}: the reuse revoked the family"
+        );
+        assert!(
+            gw.log().contains("refresh_reuse"),
+            "{store}: reported as reuse"
+        );
+
+        // A predecessor whose successor has been used is no longer covered either.
+        let (_, u0) = gw.token_login("alice", PASSWORD).await?;
+        let u1 = refresh(u0.clone()).await?.1.ok_or("u0 rotates")?;
+        let u2 = refresh(u1).await?.1.ok_or("u1 rotates")?;
+        assert_eq!(refresh(u0).await?.0, 401, "{store}: u0 after u1 was used");
+        assert_eq!(refresh(u2).await?.0, 401, "{store}: family revoked");
+    }
+    Ok(())
+}

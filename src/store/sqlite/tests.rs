@@ -118,3 +118,32 @@ async fn revoke_user_and_revocation_feed() -> Result<(), Error> {
     assert!(store.revocations_since(0, 0).await?.0.is_empty());
     Ok(())
 }
+
+#[tokio::test]
+async fn grace_covers_only_the_direct_predecessor() -> Result<(), Error> {
+    let (_d, store, uid) = setup().await?;
+    let (_f, t0) = store.create_family(uid, 0, POLICY).await?;
+    let Rotation::Rotated { token: t1, .. } = store.rotate(hash(&t0)?, 1, POLICY).await? else {
+        return Err(Error::Internal("t0 must rotate".into()));
+    };
+    let Rotation::Rotated { token: t2, .. } = store.rotate(hash(&t1)?, 2, POLICY).await? else {
+        return Err(Error::Internal("t1 must rotate".into()));
+    };
+    // t1 is t2's predecessor and t2 is unused: grace, any number of times within the window.
+    for now in [3, 4] {
+        assert!(matches!(
+            store.rotate(hash(&t1)?, now, POLICY).await?,
+            Rotation::Grace { .. }
+        ));
+    }
+    // t0, rotated 4 s ago (inside the 10 s window), is two generations back: reuse.
+    assert!(matches!(
+        store.rotate(hash(&t0)?, 5, POLICY).await?,
+        Rotation::Reused { .. }
+    ));
+    assert!(matches!(
+        store.rotate(hash(&t2)?, 6, POLICY).await?,
+        Rotation::Invalid
+    ));
+    Ok(())
+}
