@@ -167,12 +167,11 @@ async fn dispatch(
                 ))
             }
         },
-        ("/assets/dashgate.css", Method::GET | Method::HEAD) => {
-            let mut r = Response::new(full(pages::STYLESHEET));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/css; charset=utf-8"),
-            );
+        (asset, Method::GET | Method::HEAD) if pages::asset(asset).is_some() => {
+            let (content_type, body) = pages::asset(asset).ok_or(Error::NotFound)?;
+            let mut r = Response::new(full(body));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             r.headers_mut().insert(
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("public, max-age=3600"),
@@ -180,20 +179,11 @@ async fn dispatch(
             Ok(r)
         }
         (
-            "/login"
-            | "/logout"
-            | "/password"
-            | "/refresh"
-            | "/userinfo"
-            | "/jwks.json"
-            | "/healthz"
-            | "/readyz"
-            | "/metrics"
-            | "/oidc/start"
-            | "/oidc/callback"
-            | "/assets/dashgate.css",
+            "/login" | "/logout" | "/password" | "/refresh" | "/userinfo" | "/jwks.json"
+            | "/healthz" | "/readyz" | "/metrics" | "/oidc/start" | "/oidc/callback",
             _,
         ) => Err(Error::MethodNotAllowed),
+        (asset, _) if pages::asset(asset).is_some() => Err(Error::MethodNotAllowed),
         _ => Err(Error::NotFound),
     }
 }

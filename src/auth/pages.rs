@@ -7,7 +7,29 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 /// Content-Security-Policy of the gateway's pages.
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-pub const STYLESHEET: &str = include_str!("dashgate.css");
+/// The gateway's own static files under `<auth prefix>/assets/`: the stylesheet and the icon
+/// its pages link (without one, the browser asks the app's origin for `/favicon.ico`, gets the
+/// gateway's 401 and logs an error on every sign-in). `(path, content type, body)`.
+pub const ASSETS: &[(&str, &str, &str)] = &[
+    (
+        "/assets/dashgate.css",
+        "text/css; charset=utf-8",
+        include_str!("dashgate.css"),
+    ),
+    (
+        "/assets/dashgate.svg",
+        "image/svg+xml",
+        include_str!("dashgate.svg"),
+    ),
+];
+
+/// The asset at `path`, if there is one: its content type and body.
+pub fn asset(path: &str) -> Option<(&'static str, &'static str)> {
+    ASSETS
+        .iter()
+        .find(|(p, _, _)| *p == path)
+        .map(|(_, t, body)| (*t, *body))
+}
 
 /// Escape text for HTML element content and double-quoted attribute values.
 pub fn escape(s: &str) -> String {
@@ -81,6 +103,7 @@ fn layout(title: &str, prefix: &str, body: &str) -> String {
 <meta name="robots" content="noindex">
 <title>{title} · dashgate</title>
 <link rel="stylesheet" href="{prefix}/assets/dashgate.css">
+<link rel="icon" type="image/svg+xml" href="{prefix}/assets/dashgate.svg">
 </head>
 <body>
 <main class="card">

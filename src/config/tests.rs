@@ -357,3 +357,52 @@ fn oidc_mistakes_are_named() {
         .replace("https://dash.example.com", "http://localhost:4180");
     assert!(load(Some(&local), &[], &[]).is_ok());
 }
+
+/// How the README writes a key's bounds: `(30s–1d)`, `(1–256)`.
+fn bounds_text(kind: Kind) -> Option<String> {
+    fn duration(s: u64) -> String {
+        match s {
+            0 => "0s".to_owned(),
+            s if s % DAY == 0 => format!("{}d", s / DAY),
+            s if s % 3600 == 0 => format!("{}h", s / 3600),
+            s if s % 60 == 0 => format!("{}m", s / 60),
+            s => format!("{s}s"),
+        }
+    }
+    match kind {
+        Kind::Int(lo, hi) => Some(format!("({lo}–{hi})")),
+        Kind::Duration(lo, hi) => Some(format!("({}–{})", duration(lo), duration(hi))),
+        _ => None,
+    }
+}
+
+/// Every key is in the README, and every bound a key has is written on a line that names it
+/// (in the configuration table as `` `key` ``, or as `leaf =` or `[key]` in the LDAP/OpenID
+/// examples).
+#[test]
+fn readme_documents_every_key_and_its_bounds() {
+    let readme = include_str!("../../README.md");
+    let mut missing = Vec::new();
+    for k in KEYS {
+        let leaf = k.name.rsplit('.').next().unwrap_or(k.name);
+        let in_example = k.name.starts_with("ldap.") || k.name.starts_with("oidc.");
+        let names = |line: &str| {
+            let setting = line.trim_start().trim_start_matches("# ");
+            line.contains(&format!("`{}`", k.name))
+                || (in_example
+                    && (setting.starts_with(&format!("{leaf} ="))
+                        || setting.starts_with(&format!("[{}]", k.name))))
+        };
+        let lines: Vec<&str> = readme.lines().filter(|l| names(l)).collect();
+        if lines.is_empty() {
+            missing.push(format!("{}: not in the README", k.name));
+            continue;
+        }
+        if let Some(bounds) = bounds_text(k.kind) {
+            if !lines.iter().any(|l| l.contains(&bounds)) {
+                missing.push(format!("{}: bounds {bounds} not on its line", k.name));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{missing:#?}");
+}

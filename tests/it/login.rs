@@ -51,11 +51,25 @@ async fn login_page_is_a_proper_form() -> TestResult {
         Some("/reports?q=&quot;x&quot;")
     );
     assert!(hidden_field(&html, "csrf_token").is_some_and(|t| t.len() > 40));
-    let css = client()
-        .get(gw.url("/auth/assets/dashgate.css"))
-        .send()
-        .await?;
-    assert_eq!(css.status(), 200);
+    // Every linked asset is served (an icon among them, or the browser asks the app's origin
+    // for /favicon.ico and logs the 401 as an error on every sign-in).
+    let linked: Vec<&str> = html
+        .split("href=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .filter(|h| h.starts_with("/auth/assets/"))
+        .collect();
+    assert!(html.contains(r#"<link rel="icon""#), "{html}");
+    assert_eq!(linked.len(), 2, "{linked:?}");
+    for (href, kind) in linked.iter().zip(["text/css", "image/svg+xml"]) {
+        let r = client().get(gw.url(href)).send().await?;
+        assert_eq!(r.status(), 200, "{href}");
+        let ct = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok());
+        assert!(ct.is_some_and(|t| t.starts_with(kind)), "{href}: {ct:?}");
+    }
     Ok(())
 }
 

@@ -234,6 +234,7 @@ async fn gateway_answers_carry_security_headers() -> TestResult {
         "/auth/readyz",
         "/auth/metrics",
         "/auth/assets/dashgate.css",
+        "/auth/assets/dashgate.svg",
         "/auth/nope",
     ] {
         let r = c
@@ -266,7 +267,7 @@ async fn gateway_answers_carry_security_headers() -> TestResult {
     for (what, r) in &answers {
         let h = r.headers();
         let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
-        if what.contains("jwks.json") || what.contains(".css") {
+        if what.contains("jwks.json") || what.contains("/auth/assets/") {
             assert!(
                 get("cache-control").starts_with("public, max-age="),
                 "{what}"
