@@ -69,6 +69,9 @@ const DAY: u64 = 86_400;
 const KEYS: &[Key] = &[
     key("listen", Kind::Str),
     key("upstream", Kind::StrList),
+    key("upstream_host", Kind::Str),
+    key("dash.csrf_cookie_name", Kind::Str),
+    key("dash.csrf_header_name", Kind::Str),
     Key {
         name: "store",
         kind: Kind::Str,
@@ -231,6 +234,13 @@ pub struct Balancing {
     pub health_interval: Duration,
 }
 
+/// CSRF names the operator set (`dash.csrf_cookie_name`, `dash.csrf_header_name`).
+#[derive(Debug, Clone, Default)]
+pub struct DashCsrfNames {
+    pub cookie: Option<String>,
+    pub header: Option<http::HeaderName>,
+}
+
 /// Who may read `/auth/metrics`.
 #[derive(Debug, Clone)]
 pub struct MetricsAccess {
@@ -245,6 +255,12 @@ pub struct MetricsAccess {
 pub struct Config {
     pub listen: SocketAddr,
     pub upstreams: Vec<http::Uri>,
+    /// The `Host` the upstream sees: the client's (with `X-Forwarded-Host`), as apps behind
+    /// an auth proxy expect and Dash's WebSocket same-origin check needs, or the upstream's own.
+    pub upstream_host: crate::proxy::UpstreamHost,
+    /// CSRF cookie and header names set by the operator for apps that renamed them
+    /// (`Dash(csrf_token_name=…, csrf_header_name=…)`); otherwise learned from the app.
+    pub dash_csrf: DashCsrfNames,
     pub database: String,
     /// Shared state store (`redis://`, `rediss://`, …); `None`: the user database.
     pub store: Option<String>,
@@ -650,9 +666,43 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         health_interval: v.duration("balancing.health_interval", "5s")?,
     };
 
+    let upstream_host = match v.str("upstream_host", "client")?.as_str() {
+        "client" => crate::proxy::UpstreamHost::Client,
+        "upstream" => crate::proxy::UpstreamHost::Upstream,
+        other => {
+            return Err(v.invalid(
+                "upstream_host",
+                format!("expected \"client\" or \"upstream\", got {other:?}"),
+            ));
+        }
+    };
+    let dash_csrf = DashCsrfNames {
+        cookie: match v.str("dash.csrf_cookie_name", "")? {
+            n if n.is_empty() => None,
+            n if crate::session::cookies::is_token(&n) && !n.starts_with("__Host-") => Some(n),
+            n => {
+                return Err(v.invalid(
+                    "dash.csrf_cookie_name",
+                    format!("expected a cookie name (letters, digits, -, _, .), got {n:?}"),
+                ));
+            }
+        },
+        header: match v.str("dash.csrf_header_name", "")? {
+            n if n.is_empty() => None,
+            n => Some(http::HeaderName::from_bytes(n.as_bytes()).map_err(|_| {
+                v.invalid(
+                    "dash.csrf_header_name",
+                    format!("expected a header name, got {n:?}"),
+                )
+            })?),
+        },
+    };
+
     Ok(Config {
         listen,
         upstreams,
+        upstream_host,
+        dash_csrf,
         database,
         keys_dir: PathBuf::from(v.str("keys_dir", "dashgate-keys")?),
         store_ca_file: match v.str("store_ca_file", "")? {

@@ -122,6 +122,7 @@ impl Gateway {
             config.upstreams.clone(),
             config.limits.upstream_timeout,
             config.limits.max_body_bytes,
+            config.upstream_host,
         ));
         Ok(Gateway {
             cookies: CookieNames::new(config.cookie_secure),

@@ -1,6 +1,7 @@
 //! The upstream side: a pooled keep-alive HTTP/1.1 client, streaming bodies both ways, and
 //! WebSocket (and other `Upgrade`) tunnelling.
 
+pub mod app_cache;
 pub mod balance;
 pub mod client_ip;
 pub mod dependencies;
@@ -20,16 +21,33 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use crate::error::Error;
 use crate::http_util::{Body, BoxError, Response};
 
+/// Which `Host` header the upstream receives (`upstream_host`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamHost {
+    /// The client's, as apps behind an auth proxy expect and Dash's WebSocket same-origin
+    /// check needs (the default).
+    Client,
+    /// The upstream URL's authority.
+    Upstream,
+}
+
 /// Forwards requests to the upstream(s).
 pub struct Proxy {
     client: Client<HttpConnector, Body>,
     pub upstreams: balance::Balancer,
     timeout: Duration,
     max_body: u64,
+    /// Keep the client's `Host` ([`UpstreamHost::Client`]) or send the upstream's authority.
+    upstream_host: UpstreamHost,
 }
 
 impl Proxy {
-    pub fn new(upstreams: Vec<Uri>, timeout: Duration, max_body: u64) -> Proxy {
+    pub fn new(
+        upstreams: Vec<Uri>,
+        timeout: Duration,
+        max_body: u64,
+        upstream_host: UpstreamHost,
+    ) -> Proxy {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -43,6 +61,7 @@ impl Proxy {
             upstreams: balance::Balancer::new(upstreams),
             timeout,
             max_body,
+            upstream_host,
         }
     }
 
@@ -74,7 +93,12 @@ impl Proxy {
         );
         *req.uri_mut() =
             Uri::from_parts(parts).map_err(|_| Error::BadRequest("malformed request target"))?;
-        if let Some(authority) = base.authority() {
+        // The client's `Host` passes unless the operator asked for the upstream's; the
+        // gateway's own requests (callback lists, health checks) carry none and get the
+        // upstream's.
+        let keep =
+            self.upstream_host == UpstreamHost::Client && req.headers().contains_key(header::HOST);
+        if let (false, Some(authority)) = (keep, base.authority()) {
             if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
                 req.headers_mut().insert(header::HOST, v);
             }

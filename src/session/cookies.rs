@@ -84,6 +84,16 @@ pub fn set_cookie(
     HeaderValue::from_str(&s).ok()
 }
 
+/// Is `name` a plausible cookie name (RFC 6265 token characters an app would use: letters,
+/// digits, `-`, `_`, `.`), at most 64 bytes?
+pub fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// The first value of cookie `name` across all `Cookie` headers. Values over the size limit,
 /// non-ASCII headers and malformed pairs are ignored rather than trusted.
 pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -22,6 +22,8 @@ fn two(a: &Upstream, b: &Upstream) -> Options {
         .arg("--upstream")
         .arg(&b.url)
         .env("DASHGATE_BALANCING_HEALTH_INTERVAL", "1s")
+        // Which upstream answered shows in the Host it was sent (`served_by`).
+        .env("DASHGATE_UPSTREAM_HOST", "upstream")
 }
 
 #[tokio::test]

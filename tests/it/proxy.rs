@@ -105,6 +105,11 @@ async fn forwards_identity_and_strips_forgeries() -> TestResult {
         h["x-forwarded-host"],
         serde_json::json!([gw.base.trim_start_matches("http://")])
     );
+    assert_eq!(
+        h["host"],
+        serde_json::json!([gw.base.trim_start_matches("http://")]),
+        "the app sees the client's Host by default (upstream_host = \"client\")"
+    );
     let data: serde_json::Value = serde_json::from_str(
         h["plotly-user-data"][0]
             .as_str()
