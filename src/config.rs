@@ -679,22 +679,31 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
     let dash_csrf = DashCsrfNames {
         cookie: match v.str("dash.csrf_cookie_name", "")? {
             n if n.is_empty() => None,
-            n if crate::session::cookies::is_token(&n) && !n.starts_with("__Host-") => Some(n),
+            n if crate::http_util::is_plain_cookie_name(&n) => Some(n),
             n => {
                 return Err(v.invalid(
                     "dash.csrf_cookie_name",
-                    format!("expected a cookie name (letters, digits, -, _, .), got {n:?}"),
+                    format!(
+                        "expected a cookie name (letters, digits, -, _, ., no __Host-/__Secure-), got {n:?}"
+                    ),
                 ));
             }
         },
         header: match v.str("dash.csrf_header_name", "")? {
             n if n.is_empty() => None,
-            n => Some(http::HeaderName::from_bytes(n.as_bytes()).map_err(|_| {
-                v.invalid(
-                    "dash.csrf_header_name",
-                    format!("expected a header name, got {n:?}"),
-                )
-            })?),
+            n => Some(
+                http::HeaderName::from_bytes(n.as_bytes())
+                    .ok()
+                    .filter(|h| crate::http_util::is_free_header_name(h.as_str()))
+                    .ok_or_else(|| {
+                        v.invalid(
+                            "dash.csrf_header_name",
+                            format!(
+                                "expected a header name that carries nothing else the gateway reads or sets, got {n:?}"
+                            ),
+                        )
+                    })?,
+            ),
         },
     };
 

@@ -1,5 +1,6 @@
 //! Body and response types shared by the auth handlers and the proxy, plus the few helpers
-//! every handler needs (content negotiation, JSON and redirect responses).
+//! every handler needs (content negotiation, JSON and redirect responses) and what a cookie or
+//! header name an app or operator hands the gateway may be.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -67,4 +68,46 @@ pub fn content_type(headers: &HeaderMap) -> Option<String> {
     let raw = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
     let mime = raw.split(';').next()?.trim().to_ascii_lowercase();
     Some(mime)
+}
+
+/// Is `name` a plain cookie name (RFC 6265 token characters an app would use: letters, digits,
+/// `-`, `_`, `.`), at most 64 bytes, without the `__Host-`/`__Secure-` prefixes that bind a
+/// cookie to attributes?
+pub fn is_plain_cookie_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !lower.starts_with("__host-")
+        && !lower.starts_with("__secure-")
+}
+
+/// Headers that mean something else to the gateway or the app: credentials, routing, framing,
+/// forwarding and identity, Fetch Metadata. No app's CSRF header may be one of them.
+pub fn is_free_header_name(name: &str) -> bool {
+    const TAKEN: &[&str] = &[
+        "authorization",
+        "cookie",
+        "host",
+        "origin",
+        "referer",
+        "content-type",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "upgrade",
+        "forwarded",
+        "x-request-id",
+        "plotly-user-data",
+    ];
+    let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) else {
+        return false;
+    };
+    let n = name.as_str();
+    !TAKEN.contains(&n)
+        && !["x-forwarded-", "x-dashgate-", "x-auth-request-", "sec-"]
+            .iter()
+            .any(|p| n.starts_with(p))
 }

@@ -56,6 +56,8 @@ pub struct Gateway {
     pub proxy: Arc<Proxy>,
     /// The app's callback lists (`_dash-dependencies`), read when a decision needs them.
     pub dependencies: crate::proxy::dependencies::DependencyCache,
+    /// The apps' `_dash-config`s (CSRF names), read when an app's page first loads.
+    pub dash_configs: crate::proxy::app_config::DashConfigCache,
     pub policy: PolicyHandle,
     pub assertions: AssertionCache,
     /// Server-mode session claims (`session.mode = "server"`).
@@ -124,8 +126,24 @@ impl Gateway {
             config.limits.max_body_bytes,
             config.upstream_host,
         ));
+        let cookies = CookieNames::new(config.cookie_secure);
+        let refused = cookies.csrf.learn(
+            config.dash_csrf.cookie.as_deref(),
+            config
+                .dash_csrf
+                .header
+                .as_ref()
+                .map(http::HeaderName::as_str),
+            |name| cookies.is_session_cookie(name),
+        );
+        if !refused.is_empty() {
+            return Err(Error::Internal(format!(
+                "dash.csrf_cookie_name / dash.csrf_header_name: cannot use {}",
+                refused.join(", ")
+            )));
+        }
         Ok(Gateway {
-            cookies: CookieNames::new(config.cookie_secure),
+            cookies,
             directory,
             store: Store::for_config(&config, db.as_ref())?,
             revocations: Arc::new(RevocationSet::default()),
@@ -134,6 +152,7 @@ impl Gateway {
             hasher,
             proxy,
             dependencies: Default::default(),
+            dash_configs: Default::default(),
             policy,
             assertions: AssertionCache::default(),
             session_cache: crate::session::SessionCache::default(),
@@ -515,6 +534,20 @@ async fn proxy_request(
             Outcome::Anonymous { clear } => return Ok(unauthenticated(gw, &req, clear)),
         }
     };
+    if let Some(s) = session.as_mut().filter(|s| s.via == Via::Cookie) {
+        if method == Method::GET && path.last() == Some("_dash-layout") {
+            // The first request of a Dash page after the index: learn the names the app
+            // wants its CSRF token under, so that this answer already carries the cookie.
+            let new = learn_dash_config(gw, pages::app_prefix(&path.forward)).await;
+            let age = s
+                .claims
+                .exp
+                .saturating_sub(now)
+                .max(secs(gw.config.session.refresh_idle_ttl));
+            s.set_cookies
+                .extend(gw.csrf_cookies_named(&new, &s.claims.sid, now, age)?);
+        }
+    }
     // Cookies from an inline refresh go on whatever the answer is — a 403, a 502 — or the
     // browser would keep a refresh token that is already spent and, after the grace window,
     // look like a thief replaying it.
@@ -539,6 +572,41 @@ async fn proxy_request(
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
     Ok(resp)
+}
+
+/// Read the app's `_dash-config` (once per [`crate::proxy::app_cache`] freshness) and answer
+/// to the CSRF names it declares; returns the cookie names that are new. Nothing is at stake
+/// if it cannot be read: the names already known stay in use.
+async fn learn_dash_config(gw: &Gateway, prefix: &str) -> Vec<String> {
+    let timeout = gw.config.limits.upstream_timeout;
+    let Ok(config) = gw.dash_configs.get(&gw.proxy, prefix, None, timeout).await else {
+        return Vec::new();
+    };
+    let names = &gw.cookies.csrf;
+    let before = names.current();
+    let refused = names.learn(
+        config.csrf_cookie.as_deref(),
+        config.csrf_header.as_deref(),
+        |name| gw.cookies.is_session_cookie(name),
+    );
+    for what in refused {
+        tracing::warn!(prefix, name = %what, "the app declares a CSRF name the gateway will not use");
+    }
+    let after = names.current();
+    if after.cookies.len() != before.cookies.len() || after.headers.len() != before.headers.len() {
+        tracing::info!(
+            prefix,
+            cookies = ?after.cookies,
+            headers = ?after.headers.iter().map(http::HeaderName::as_str).collect::<Vec<_>>(),
+            "CSRF names learned from the app's _dash-config"
+        );
+    }
+    after
+        .cookies
+        .iter()
+        .filter(|c| !before.cookies.contains(c))
+        .cloned()
+        .collect()
 }
 
 /// What the first half of [`proxy_request`] established.

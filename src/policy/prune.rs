@@ -372,18 +372,25 @@ fn config_script(html: &[u8]) -> Result<Option<(usize, usize)>, PruneError> {
     Ok(Some((start, end)))
 }
 
-/// The app's `requests_pathname_prefix`, from an index page's `_dash-config` (where its
-/// `_dash-dependencies` are).
-pub fn requests_prefix(html: &[u8]) -> Result<Option<String>, PruneError> {
+/// An index page's `_dash-config` (the app's settings for dash-renderer), if it has one.
+pub fn dash_config(html: &[u8]) -> Result<Option<Json>, PruneError> {
     let Some((start, end)) = config_script(html)? else {
         return Ok(None);
     };
-    let config: Json = serde_json::from_slice(&html[start..end])
-        .map_err(|_| PruneError("the _dash-config script is not JSON"))?;
-    Ok(config
-        .get("requests_pathname_prefix")
-        .and_then(Json::as_str)
-        .map(str::to_owned))
+    serde_json::from_slice(&html[start..end])
+        .map(Some)
+        .map_err(|_| PruneError("the _dash-config script is not JSON"))
+}
+
+/// The app's `requests_pathname_prefix`, from an index page's `_dash-config` (where its
+/// `_dash-dependencies` are).
+pub fn requests_prefix(html: &[u8]) -> Result<Option<String>, PruneError> {
+    Ok(dash_config(html)?.and_then(|config| {
+        config
+            .get("requests_pathname_prefix")
+            .and_then(Json::as_str)
+            .map(str::to_owned)
+    }))
 }
 
 /// The whole `<script>…</script>` element in which Dash defines the inline clientside

@@ -2,6 +2,7 @@
 //! WebSocket (and other `Upgrade`) tunnelling.
 
 pub mod app_cache;
+pub mod app_config;
 pub mod balance;
 pub mod client_ip;
 pub mod dependencies;

@@ -19,9 +19,10 @@ pub struct CookieNames {
     pub session: String,
     /// An OpenID sign-in in progress: state, nonce, PKCE verifier and `next`, signed.
     pub oidc: String,
-    /// Read by dash-renderer from `document.cookie`, so it cannot be HttpOnly nor `__Host-`
-    /// renamed: the name is Dash's.
-    pub csrf: String,
+    /// The CSRF cookie(s), read by dash-renderer from `document.cookie`, so they cannot be
+    /// HttpOnly nor `__Host-` renamed: the names are Dash's (`_csrf_token`, or what the app
+    /// declares), and with them the header names the token comes back in.
+    pub csrf: std::sync::Arc<super::csrf::CsrfNames>,
     pub secure: bool,
 }
 
@@ -34,20 +35,24 @@ impl CookieNames {
             login_csrf: format!("{prefix}dashgate-login-csrf"),
             session: format!("{prefix}dashgate-session"),
             oidc: format!("{prefix}dashgate-oidc"),
-            csrf: "_csrf_token".to_owned(),
+            csrf: std::sync::Arc::default(),
             secure,
         }
     }
 
     /// Is `name` one of ours (compared case-insensitively, as prefixes are)?
     pub fn is_ours(&self, name: &str) -> bool {
+        self.is_session_cookie(name) || self.csrf.is_cookie(name)
+    }
+
+    /// Is `name` one of the gateway's cookies other than the CSRF ones?
+    pub fn is_session_cookie(&self, name: &str) -> bool {
         [
             &self.access,
             &self.refresh,
             &self.login_csrf,
             &self.session,
             &self.oidc,
-            &self.csrf,
         ]
         .iter()
         .any(|n| n.eq_ignore_ascii_case(name))
@@ -82,16 +87,6 @@ pub fn set_cookie(
         s.push_str("; Secure");
     }
     HeaderValue::from_str(&s).ok()
-}
-
-/// Is `name` a plausible cookie name (RFC 6265 token characters an app would use: letters,
-/// digits, `-`, `_`, `.`), at most 64 bytes?
-pub fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// The first value of cookie `name` across all `Cookie` headers. Values over the size limit,
@@ -171,7 +166,7 @@ mod tests {
                     .to_owned()
             )
         );
-        let v = set_cookie(&secure, &secure.csrf, "c", None, false)
+        let v = set_cookie(&secure, super::super::csrf::COOKIE, "c", None, false)
             .and_then(|v| v.to_str().ok().map(str::to_owned));
         assert_eq!(v, Some("_csrf_token=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; SameSite=Lax; Secure".to_owned()));
         let plain = CookieNames::new(false);

@@ -11,8 +11,125 @@ use subtle::ConstantTimeEq;
 use crate::error::Error;
 use crate::token::{b64, random_bytes, unb64};
 
-/// Header dash-renderer sends (compared case-insensitively, as all header names are).
+/// Header dash-renderer sends by default (compared case-insensitively, as all header names are).
 pub const HEADER: &str = "x-csrftoken";
+/// Cookie dash-renderer reads by default.
+pub const COOKIE: &str = "_csrf_token";
+/// Most names of each kind the gateway answers to (defaults and configured ones included).
+const MAX_NAMES: usize = 8;
+/// The names the session's CSRF token travels under: dash-renderer's defaults, the operator's
+/// (`dash.csrf_cookie_name`, `dash.csrf_header_name`), and the ones an app declares in its
+/// `_dash-config` (Dash 4.2's `csrf_token_name`, `csrf_header_name`), learned when the gateway
+/// reads it. The token is the same under every name; the names only decide where the
+/// app's renderer finds it and where it sends it back.
+#[derive(Debug)]
+pub struct CsrfNames {
+    set: std::sync::RwLock<std::sync::Arc<NameSet>>,
+}
+
+/// One moment's names; the first of each list is the default.
+#[derive(Debug, Clone)]
+pub struct NameSet {
+    pub cookies: Vec<String>,
+    pub headers: Vec<http::HeaderName>,
+}
+
+impl Default for CsrfNames {
+    fn default() -> Self {
+        CsrfNames {
+            set: std::sync::RwLock::new(std::sync::Arc::new(NameSet {
+                cookies: vec![COOKIE.to_owned()],
+                headers: vec![http::HeaderName::from_static(HEADER)],
+            })),
+        }
+    }
+}
+
+impl CsrfNames {
+    /// The names in use now.
+    pub fn current(&self) -> std::sync::Arc<NameSet> {
+        match self.set.read() {
+            Ok(s) => std::sync::Arc::clone(&s),
+            Err(poisoned) => std::sync::Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Is `name` (compared case-insensitively) one of the CSRF cookies?
+    pub fn is_cookie(&self, name: &str) -> bool {
+        let set = match self.set.read() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        set.cookies.iter().any(|c| c.eq_ignore_ascii_case(name))
+    }
+
+    /// Answer to a cookie and/or header name too, if they may be CSRF names: a cookie name of
+    /// plain token characters that is no other cookie of the gateway's (`taken`) and not a
+    /// `__Host-`/`__Secure-` one; a header name that carries nothing else the gateway reads
+    /// or sets. Returns what was refused, for the caller to report.
+    pub fn learn(
+        &self,
+        cookie: Option<&str>,
+        header: Option<&str>,
+        taken: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
+        let mut refused = Vec::new();
+        let cookie = cookie.filter(|c| {
+            let ok = crate::http_util::is_plain_cookie_name(c) && !taken(c);
+            if !ok {
+                refused.push(format!("cookie {c:?}"));
+            }
+            ok
+        });
+        let header = header.and_then(|h| {
+            let name = http::HeaderName::from_bytes(h.as_bytes())
+                .ok()
+                .filter(|n| crate::http_util::is_free_header_name(n.as_str()));
+            if name.is_none() {
+                refused.push(format!("header {h:?}"));
+            }
+            name
+        });
+        let now = self.current();
+        let new_cookie = cookie.filter(|c| !now.cookies.iter().any(|k| k.eq_ignore_ascii_case(c)));
+        let new_header = header.filter(|h| !now.headers.contains(h));
+        if new_cookie.is_none() && new_header.is_none() {
+            return refused;
+        }
+        let mut set = match self.set.write() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut next = NameSet::clone(&set);
+        if let Some(c) = new_cookie {
+            if next.cookies.len() < MAX_NAMES
+                && !next.cookies.iter().any(|k| k.eq_ignore_ascii_case(c))
+            {
+                next.cookies.push(c.to_owned());
+            } else if next.cookies.len() >= MAX_NAMES {
+                refused.push(format!("cookie {c:?} (too many names)"));
+            }
+        }
+        if let Some(h) = new_header {
+            if next.headers.len() < MAX_NAMES && !next.headers.contains(&h) {
+                next.headers.push(h);
+            } else if next.headers.len() >= MAX_NAMES {
+                refused.push(format!("header {:?} (too many names)", h.as_str()));
+            }
+        }
+        *set = std::sync::Arc::new(next);
+        refused
+    }
+
+    /// The token a request submitted: the first CSRF header it carries.
+    pub fn submitted<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
+        self.current()
+            .headers
+            .iter()
+            .find_map(|n| headers.get(n))
+            .and_then(|v| v.to_str().ok())
+    }
+}
 
 /// How long a login-form token stays valid.
 pub const LOGIN_TOKEN_TTL: i64 = 2 * 3600;

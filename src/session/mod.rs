@@ -330,21 +330,34 @@ impl Gateway {
         Ok(out)
     }
 
-    /// A fresh `_csrf_token` cookie for session `sid`.
+    /// A fresh CSRF token for session `sid`, under every CSRF cookie name.
     pub fn csrf_cookie(
         &self,
         sid: &str,
         now: i64,
         max_age: i64,
-    ) -> Result<Option<HeaderValue>, Error> {
+    ) -> Result<Vec<HeaderValue>, Error> {
+        self.csrf_cookies_named(&self.cookies.csrf.current().cookies, sid, now, max_age)
+    }
+
+    /// One fresh token for session `sid` under each of `names`.
+    pub fn csrf_cookies_named(
+        &self,
+        names: &[String],
+        sid: &str,
+        now: i64,
+        max_age: i64,
+    ) -> Result<Vec<HeaderValue>, Error> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
         let token = csrf::issue(self.keys.csrf_key(), csrf::Binding::Session(sid), now)?;
-        Ok(cookies::set_cookie(
-            &self.cookies,
-            &self.cookies.csrf,
-            &token,
-            Some(max_age),
-            false,
-        ))
+        Ok(names
+            .iter()
+            .filter_map(|name| {
+                cookies::set_cookie(&self.cookies, name, &token, Some(max_age), false)
+            })
+            .collect())
     }
 
     /// The request's CSRF cookie is lost or foreign: hand out a good one so the next request
@@ -355,31 +368,27 @@ impl Gateway {
         claims: &AccessClaims,
         now: i64,
     ) -> Result<Vec<HeaderValue>, Error> {
-        if self.csrf_cookie_valid(headers, &claims.sid, now) {
+        let missing = self.csrf_cookies_missing(headers, &claims.sid, now);
+        if missing.is_empty() {
             return Ok(Vec::new());
         }
         let age = claims
             .exp
             .saturating_sub(now)
             .max(secs(self.config.session.refresh_idle_ttl));
-        Ok(self
-            .csrf_cookie(&claims.sid, now, age)?
-            .into_iter()
-            .collect())
+        self.csrf_cookies_named(&missing, &claims.sid, now, age)
     }
 
     /// `Set-Cookie` values that remove all of the gateway's session cookies.
     pub fn clear_cookies(&self) -> Vec<HeaderValue> {
         let n = &self.cookies;
-        [
-            (&n.access, true),
-            (&n.refresh, true),
-            (&n.session, true),
-            (&n.csrf, false),
-        ]
-        .into_iter()
-        .filter_map(|(name, http_only)| cookies::set_cookie(n, name, "", None, http_only))
-        .collect()
+        let csrf = n.csrf.current();
+        [&n.access, &n.refresh, &n.session]
+            .into_iter()
+            .map(|name| (name, true))
+            .chain(csrf.cookies.iter().map(|name| (name, false)))
+            .filter_map(|(name, http_only)| cookies::set_cookie(n, name, "", None, http_only))
+            .collect()
     }
 
     /// Who is this? See the module docs for the order of checks.
@@ -434,8 +443,15 @@ impl Gateway {
         };
         match self.refresh(presented, now).await? {
             Some(issued) => {
-                let with_csrf = !self.csrf_cookie_valid(headers, &issued.family.id, now);
-                let set_cookies = self.session_cookies(&issued, now, with_csrf)?;
+                let missing = self.csrf_cookies_missing(headers, &issued.family.id, now);
+                let mut set_cookies = self.session_cookies(&issued, now, false)?;
+                let age = secs(self.config.session.refresh_idle_ttl);
+                set_cookies.extend(self.csrf_cookies_named(
+                    &missing,
+                    &issued.family.id,
+                    now,
+                    age,
+                )?);
                 Ok(Outcome::Authenticated(Session {
                     claims: issued.claims.into(),
                     via: Via::Cookie,
@@ -450,16 +466,25 @@ impl Gateway {
 }
 
 impl Gateway {
-    fn csrf_cookie_valid(&self, headers: &HeaderMap, sid: &str, now: i64) -> bool {
-        cookies::get(headers, &self.cookies.csrf).is_some_and(|t| {
-            csrf::is_valid(
-                self.keys.csrf_key(),
-                t,
-                csrf::Binding::Session(sid),
-                now,
-                None,
-            )
-        })
+    /// The CSRF cookie names under which the request carries no valid token of session `sid`.
+    fn csrf_cookies_missing(&self, headers: &HeaderMap, sid: &str, now: i64) -> Vec<String> {
+        let names = self.cookies.csrf.current();
+        names
+            .cookies
+            .iter()
+            .filter(|name| {
+                !cookies::get(headers, name).is_some_and(|t| {
+                    csrf::is_valid(
+                        self.keys.csrf_key(),
+                        t,
+                        csrf::Binding::Session(sid),
+                        now,
+                        None,
+                    )
+                })
+            })
+            .cloned()
+            .collect()
     }
 
     /// The CSRF check of a cookie session, for every state-changing request that needs one
@@ -475,11 +500,22 @@ impl Gateway {
         now: i64,
     ) -> Result<(), Error> {
         csrf::check_origin(headers)?;
-        let submitted =
-            form_token.or_else(|| headers.get(csrf::HEADER).and_then(|v| v.to_str().ok()));
+        let submitted = form_token.or_else(|| self.cookies.csrf.submitted(headers));
+        // The cookie that comes back with it: the one holding the same token if there is
+        // one, otherwise the first CSRF cookie present.
+        let names = self.cookies.csrf.current();
+        let present = || {
+            names
+                .cookies
+                .iter()
+                .filter_map(|n| cookies::get(headers, n))
+        };
+        let cookie = present()
+            .find(|c| submitted.is_some_and(|s| csrf::secrets_equal(c, s)))
+            .or_else(|| present().next());
         csrf::check(
             self.keys.csrf_key(),
-            cookies::get(headers, &self.cookies.csrf),
+            cookie,
             submitted,
             csrf::Binding::Session(sid),
             now,

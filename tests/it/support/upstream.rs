@@ -177,7 +177,13 @@ async fn answer(
         return Ok(dash_layout(&req));
     }
     if req.uri().path() == "/page" {
-        return Ok(dash_index(&req));
+        return Ok(dash_index(&req, None));
+    }
+    if let Some(names) = CSRF_NAMED_APPS
+        .iter()
+        .find(|(prefix, _, _)| req.uri().path() == *prefix)
+    {
+        return Ok(dash_index(&req, Some((names.1, names.2))));
     }
     if req.uri().path() == "/broken/_dash-dependencies" {
         let resp = Response::builder().status(500).body(full("broken"));
@@ -279,18 +285,31 @@ fn dash_layout(req: &Request<Incoming>) -> Response<Body> {
     )
 }
 
+/// Apps (by prefix) whose index pages declare CSRF names, as `Dash(csrf_token_name=…,
+/// csrf_header_name=…)` does: `(prefix, cookie, header)`. The last one claims the gateway's
+/// access cookie and a forwarding header.
+pub const CSRF_NAMED_APPS: &[(&str, &str, &str)] = &[
+    ("/named/", "my_csrf", "X-My-Csrf"),
+    ("/greedy/", "__Host-dashgate-access", "X-Forwarded-User"),
+];
+
 /// A Dash-like index page (`/page`): its `_dash-config` embeds a validation layout with
-/// `secret-panel`. Compressed with gzip when the request accepts it, as Flask-Compress does.
-fn dash_index(req: &Request<Incoming>) -> Response<Body> {
+/// `secret-panel`, and with `csrf` the CSRF cookie and header names. Compressed with gzip when
+/// the request accepts it, as Flask-Compress does.
+fn dash_index(req: &Request<Incoming>, csrf: Option<(&str, &str)>) -> Response<Body> {
     let gzip = req
         .headers()
         .get("accept-encoding")
         .is_some_and(|v| String::from_utf8_lossy(v.as_bytes()).contains("gzip"));
-    let config = serde_json::json!({
+    let mut config = serde_json::json!({
         "url_base_pathname": "/",
         "validation_layout": {"type": "Div", "namespace": "dash_html_components", "props": {
             "id": "secret-panel", "children": "the secret"}},
     });
+    if let Some((cookie, header)) = csrf {
+        config["csrf_token_name"] = serde_json::json!(cookie);
+        config["csrf_header_name"] = serde_json::json!(header);
+    }
     let html = format!(
         "<!DOCTYPE html><html><body><div id=\"react-entry-point\"></div><footer>\
          <script id=\"_dash-config\" type=\"application/json\">{config}</script>\
