@@ -9,6 +9,8 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dash_guard;
+pub mod dash_socket;
 pub mod db;
 pub mod directory;
 pub mod error;

@@ -16,13 +16,15 @@ use tokio::net::TcpListener;
 
 use crate::clock;
 use crate::config::Config;
+use crate::dash_guard::{Asker, judge_callback};
+use crate::dash_socket;
 use crate::db::Db;
 use crate::directory::Directory;
 use crate::directory::password::Hasher;
 use crate::error::Error;
 use crate::http_util::{Response, full, json, redirect, wants_html};
 use crate::policy::path::{NormalPath, normalize};
-use crate::policy::{PolicyHandle, Subject, Verdict, dash, pages};
+use crate::policy::{PolicyHandle, Subject, dash, pages};
 use crate::proxy::filter::{self, Filter};
 use crate::proxy::{Proxy, headers as proxy_headers, is_upgrade, read_body};
 use crate::session::cookies::CookieNames;
@@ -55,10 +57,10 @@ pub struct Gateway {
     pub hasher: Hasher,
     pub proxy: Arc<Proxy>,
     /// The app's callback lists (`_dash-dependencies`), read when a decision needs them.
-    pub dependencies: crate::proxy::dependencies::DependencyCache,
+    pub dependencies: Arc<crate::proxy::dependencies::DependencyCache>,
     /// The apps' `_dash-config`s (CSRF names), read when an app's page first loads.
     pub dash_configs: crate::proxy::app_config::DashConfigCache,
-    pub policy: PolicyHandle,
+    pub policy: Arc<PolicyHandle>,
     pub assertions: AssertionCache,
     /// Server-mode session claims (`session.mode = "server"`).
     pub session_cache: crate::session::SessionCache,
@@ -118,8 +120,10 @@ impl Gateway {
             Some(c) => Some(Arc::new(crate::oidc::Provider::new(c.clone())?)),
             None => None,
         };
-        let policy = PolicyHandle::load(config.policy.as_deref())
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let policy = Arc::new(
+            PolicyHandle::load(config.policy.as_deref())
+                .map_err(|e| Error::Internal(e.to_string()))?,
+        );
         let proxy = Arc::new(Proxy::new(
             config.upstreams.clone(),
             config.limits.upstream_timeout,
@@ -521,11 +525,12 @@ async fn proxy_request(
     let callback = method == Method::POST
         && path.last() == Some(dash::UPDATE_COMPONENT)
         && policy.inspects_callbacks();
+    let dash_socket = is_upgrade(&req) && path.last() == Some(dash_socket::WS_CALLBACK);
     let public = policy.is_public(&path.segments, &method);
 
-    // Public paths are served without looking at credentials, unless a callback body must be
-    // checked against rules that may need to know the user.
-    let mut session = if public && !callback {
+    // Public paths are served without looking at credentials, unless a callback body (or a
+    // socket of callbacks) must be checked against rules that may need to know the user.
+    let mut session = if public && !callback && !dash_socket {
         None
     } else {
         match gw.authenticate(req.headers(), now).await? {
@@ -639,10 +644,9 @@ async fn pass(
     }
     let who = session.as_ref().map(|s| &*s.claims as &dyn Subject);
     let user = session.as_ref().map(|s| s.claims.sub.clone());
-    enforce(
+    policy.check_path(&path.segments, &method, who).enforce(
         &method,
         &path.forward,
-        policy.check_path(&path.segments, &method, who),
         user.as_deref(),
     )?;
 
@@ -657,14 +661,25 @@ async fn pass(
 
     let upgrade = is_upgrade(&req);
     if upgrade {
-        // Cross-site WebSocket hijacking: browsers send cookies on cross-site handshakes.
-        csrf::check_origin(req.headers())?;
+        // Cross-site WebSocket hijacking: browsers send cookies on cross-site handshakes, and
+        // always an `Origin`, which for a cookie session must be this origin.
+        match session.as_ref().map(|s| s.via) {
+            Some(Via::Cookie) => csrf::check_handshake_origin(req.headers())?,
+            _ => csrf::check_origin(req.headers())?,
+        }
     }
+    let dash_socket = upgrade && path.last() == Some(dash_socket::WS_CALLBACK);
     let host = req.headers().get(header::HOST).cloned();
     let upgrade_header = req.headers().get(header::UPGRADE).cloned();
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
 
+    let needs = filter::Needs {
+        limit: gw.config.limits.max_inspect_bytes,
+        timeout: gw.config.limits.upstream_timeout,
+        dependencies: &gw.dependencies,
+        proxy: &gw.proxy,
+    };
     let body = if callback {
         let limits = &gw.config.limits;
         let bytes = read_body(body, limits.max_inspect_bytes, limits.body_read_timeout).await?;
@@ -672,41 +687,15 @@ async fn pass(
             tracing::debug!(error = %e, "refused a Dash callback");
             Error::BadRequest("malformed Dash callback")
         })?;
-        enforce(
-            &method,
-            &path.forward,
-            policy.check_outputs(&cb.outputs, who),
-            user.as_deref(),
-        )?;
+        let asker = Asker {
+            who,
+            user: user.as_deref(),
+            restricted: restricted.as_ref(),
+        };
         let app = pages::app_prefix(&path.forward);
-        for page in &cb.page_paths {
-            let readings = pages::readings(app, page).map_err(|e| {
-                tracing::debug!(error = %e, "refused a Dash Pages pathname");
-                Error::BadRequest("malformed Dash Pages pathname")
-            })?;
-            let verdict = policy.check_page(&readings, who);
-            enforce(&method, page, verdict, user.as_deref())?;
-        }
-        // For someone the output rules restrict, what the app's callback list says about this
-        // callback: the outputs its `running` option writes count as its outputs, and a
-        // background callback's answers (their `progress` values) are read.
-        if policy.has_output_rules() && (who.is_none() || restricted.is_some()) {
-            let limits = &gw.config.limits;
-            let deps = gw
-                .dependencies
-                .get(&gw.proxy, app, Some(&cb.key), limits.upstream_timeout)
-                .await?;
-            if let Some(spec) = deps.callbacks.get(&cb.key) {
-                enforce(
-                    &method,
-                    &path.forward,
-                    policy.check_outputs(&spec.running, who),
-                    user.as_deref(),
-                )?;
-                if spec.background && restricted.is_some() {
-                    filter = Some(Filter::Callback);
-                }
-            }
+        let allowed = judge_callback(&policy, &needs, app, &cb, &asker, &path.forward).await?;
+        if allowed.background {
+            filter = Some(Filter::Callback);
         }
         full(bytes)
     } else {
@@ -727,6 +716,37 @@ async fn pass(
     if let (true, Some(u)) = (upgrade, upgrade_header) {
         parts.headers.insert(header::UPGRADE, u);
     }
+    if dash_socket {
+        // Every frame is read: no compression the relay would have to undo.
+        parts.headers.remove(header::SEC_WEBSOCKET_EXTENSIONS);
+    }
+    let upgrade = client_upgrade.map(|client| {
+        let claims = session.as_ref().map(|s| Arc::clone(&s.claims));
+        let ends: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = match &claims {
+            Some(c) => Box::pin(crate::session::session_end(
+                Arc::clone(&gw.revocations),
+                Arc::clone(c),
+            )),
+            None => Box::pin(std::future::pending()),
+        };
+        if dash_socket {
+            let services = dash_socket::SocketServices {
+                policy: Arc::clone(&gw.policy),
+                dependencies: Arc::clone(&gw.dependencies),
+                proxy: Arc::clone(&gw.proxy),
+                limit: gw.config.limits.max_inspect_bytes,
+                timeout: gw.config.limits.upstream_timeout,
+            };
+            let owner = dash_socket::SocketOwner {
+                claims,
+                app: pages::app_prefix(&path.forward).to_owned(),
+                path: path.forward.clone(),
+            };
+            dash_socket::relay(client, services, owner, ends)
+        } else {
+            crate::proxy::Upgrade::tunnel(client, ends)
+        }
+    });
     let assertion = match &session {
         Some(s) => Some(gw.assertions.get(
             &gw.keys.current(),
@@ -768,34 +788,16 @@ async fn pass(
         .proxy
         .forward(
             Request::from_parts(parts, body),
-            client_upgrade,
+            upgrade,
             affinity.as_deref(),
         )
         .await?;
     gw.metrics.upstream_latency(started.elapsed());
     strip_our_set_cookies(&mut resp, &gw.cookies);
     if let (Some(filter), Some(hidden)) = (filter, restricted) {
-        let needs = filter::Needs {
-            limit: gw.config.limits.max_inspect_bytes,
-            timeout: gw.config.limits.upstream_timeout,
-            dependencies: &gw.dependencies,
-            proxy: &gw.proxy,
-        };
         resp = filter::apply(resp, filter, hidden, &needs).await?;
     }
     Ok(resp)
-}
-
-/// Turn a policy verdict into "go on" or the error response, and log refusals.
-fn enforce(method: &Method, path: &str, verdict: Verdict, user: Option<&str>) -> Result<(), Error> {
-    match verdict {
-        Verdict::Allow => Ok(()),
-        Verdict::NeedLogin => Err(Error::Unauthenticated),
-        Verdict::Forbidden(rule) => {
-            tracing::info!(event = "forbidden", user = user.unwrap_or("-"), path = %path, method = %method, rule = %rule, "request refused by policy");
-            Err(Error::Forbidden("you do not have access to this page"))
-        }
-    }
 }
 
 /// The upstream must not overwrite the gateway's cookies (an app with its own `_csrf_token`

@@ -95,6 +95,28 @@ pub enum Verdict {
     Forbidden(String),
 }
 
+impl Verdict {
+    /// "Go on", or the error that answers the request; refusals are logged with what was
+    /// asked (`method`, `what`: a path, a page, a callback) and by whom.
+    pub fn enforce(
+        self,
+        method: &http::Method,
+        what: &str,
+        user: Option<&str>,
+    ) -> Result<(), crate::error::Error> {
+        match self {
+            Verdict::Allow => Ok(()),
+            Verdict::NeedLogin => Err(crate::error::Error::Unauthenticated),
+            Verdict::Forbidden(rule) => {
+                tracing::info!(event = "forbidden", user = user.unwrap_or("-"), path = %what, method = %method, rule = %rule, "request refused by policy");
+                Err(crate::error::Error::Forbidden(
+                    "you do not have access to this page",
+                ))
+            }
+        }
+    }
+}
+
 /// A pattern of a `dash_outputs` rule.
 #[derive(Debug, Clone)]
 enum OutputPattern {

@@ -76,12 +76,12 @@ impl Proxy {
     }
 
     /// Send `req` (headers already sanitised) to an upstream and stream the answer back.
-    /// `client_upgrade` is the client connection's upgrade, for WebSocket handshakes;
-    /// `affinity` pins a session to one upstream.
+    /// `upgrade` is the client connection's upgrade and what carries it, for WebSocket
+    /// handshakes; `affinity` pins a session to one upstream.
     pub async fn forward(
         &self,
         mut req: Request<Body>,
-        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        upgrade: Option<Upgrade>,
         affinity: Option<&str>,
     ) -> Result<Response, Error> {
         let (member, base) = self.upstreams.pick(affinity).ok_or(Error::BadGateway)?;
@@ -104,7 +104,7 @@ impl Proxy {
                 req.headers_mut().insert(header::HOST, v);
             }
         }
-        let upgrading = client_upgrade.is_some();
+        let upgrading = upgrade.is_some();
         if upgrading {
             req.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -122,9 +122,9 @@ impl Proxy {
             Ok(Ok(r)) => r,
         };
         if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_upgrade) = client_upgrade {
+            if let Some(upgrade) = upgrade {
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+                tokio::spawn(switch(upgrade, upstream_upgrade));
                 let (mut parts, _) = resp.into_parts();
                 let upgrade = parts.headers.get(header::UPGRADE).cloned();
                 headers::strip_hop_by_hop(&mut parts.headers);
@@ -198,18 +198,52 @@ fn classify(e: &hyper_util::client::legacy::Error) -> Error {
     Error::BadGateway
 }
 
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::debug!(error = %e, "upgrade failed");
-            return;
+/// A switched connection, one side of an upgrade.
+pub type Switched = TokioIo<hyper::upgrade::Upgraded>;
+
+/// What carries an upgraded connection once both sides have switched protocols: the client's
+/// side first, the upstream's second.
+pub type Carrier = Box<
+    dyn FnOnce(Switched, Switched) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send,
+>;
+
+/// A client's upgrade request: its connection's upgrade, and what carries the bytes after.
+pub struct Upgrade {
+    pub client: hyper::upgrade::OnUpgrade,
+    pub carrier: Carrier,
+}
+
+impl Upgrade {
+    /// Bytes both ways, untouched, until `until` resolves (the session ended) or either side
+    /// closes.
+    pub fn tunnel(
+        client: hyper::upgrade::OnUpgrade,
+        until: impl Future<Output = ()> + Send + 'static,
+    ) -> Upgrade {
+        Upgrade {
+            client,
+            carrier: Box::new(move |mut client, mut upstream| {
+                Box::pin(async move {
+                    tokio::select! {
+                        r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                            if let Err(e) = r {
+                                tracing::debug!(error = %e, "upgraded connection ended");
+                            }
+                        }
+                        () = until => tracing::debug!("upgraded connection closed: the session ended"),
+                    }
+                })
+            }),
         }
-    };
-    let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!(error = %e, "upgraded connection ended");
+    }
+}
+
+async fn switch(upgrade: Upgrade, upstream: hyper::upgrade::OnUpgrade) {
+    match tokio::try_join!(upgrade.client, upstream) {
+        Ok((client, upstream)) => {
+            (upgrade.carrier)(TokioIo::new(client), TokioIo::new(upstream)).await;
+        }
+        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
     }
 }
 

@@ -276,6 +276,16 @@ pub fn check_origin(headers: &HeaderMap) -> Result<(), Error> {
     Ok(())
 }
 
+/// A WebSocket handshake of a cookie session: browsers always send `Origin` with one (there is
+/// no preflight and no custom header to carry a token), so it must be there and be this
+/// origin.
+pub fn check_handshake_origin(headers: &HeaderMap) -> Result<(), Error> {
+    if !headers.contains_key(header::ORIGIN) {
+        return Err(Error::Forbidden("WebSocket handshake without Origin"));
+    }
+    check_origin(headers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,6 +36,23 @@ pub struct Session {
     pub set_cookies: Vec<HeaderValue>,
 }
 
+/// How often an open connection (a WebSocket) checks whether its session still stands.
+pub const SESSION_WATCH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Resolves when the session of `claims` ends for this replica: its access token expires, or
+/// it (its user, its token) is revoked — at most [`SESSION_WATCH`] after the revocation
+/// reaches this replica. For connections that outlive the request that opened them.
+pub async fn session_end(revocations: Arc<crate::store::RevocationSet>, claims: Arc<AccessClaims>) {
+    let mut tick = tokio::time::interval(SESSION_WATCH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if crate::clock::now() >= claims.exp || revocations.is_revoked(&claims) {
+            return;
+        }
+    }
+}
+
 /// The outcome of looking at a request's credentials.
 #[derive(Debug)]
 pub enum Outcome {

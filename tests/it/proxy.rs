@@ -272,6 +272,7 @@ async fn websocket_upgrades_pass_through() -> TestResult {
         url.as_str(),
     )?;
     req.headers_mut().insert("cookie", jar.header().parse()?);
+    req.headers_mut().insert("origin", gw.base.parse()?);
     let (mut ws, resp) = tokio_tungstenite::connect_async(req).await?;
     assert_eq!(resp.status(), 101);
     ws.send(tokio_tungstenite::tungstenite::Message::text("ping 1"))

@@ -10,3 +10,4 @@ mod paths;
 mod redirects;
 mod sessions;
 mod smuggling;
+mod websocket;

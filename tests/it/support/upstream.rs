@@ -25,6 +25,8 @@ pub struct State {
     pub release: tokio::sync::Notify,
     /// How often `…/_dash-dependencies` was asked for.
     pub dependency_fetches: AtomicUsize,
+    /// Every text message that reached a `…/_dash-ws-callback` socket.
+    pub socket_messages: std::sync::Mutex<Vec<String>>,
 }
 
 pub struct Upstream {
@@ -143,8 +145,10 @@ async fn answer(
         });
         return Ok(Response::new(BodyExt::boxed(StreamBody::new(chunks))));
     }
-    if req.uri().path() == "/ws" {
+    let dash_socket = req.uri().path().ends_with("/_dash-ws-callback");
+    if req.uri().path() == "/ws" || dash_socket {
         let key = req.headers().get("sec-websocket-key").cloned();
+        let state = Arc::clone(&state);
         let on_upgrade = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
             if let Ok(upgraded) = on_upgrade.await {
@@ -156,7 +160,22 @@ async fn answer(
                 .await;
                 let (mut tx, mut rx) = ws.split();
                 while let Some(Ok(msg)) = rx.next().await {
-                    if msg.is_text() && tx.send(msg).await.is_err() {
+                    if !msg.is_text() {
+                        continue;
+                    }
+                    let answer = match (&msg, dash_socket) {
+                        (tokio_tungstenite::tungstenite::Message::Text(t), true) => {
+                            if let Ok(mut seen) = state.socket_messages.lock() {
+                                seen.push(t.clone());
+                            }
+                            match dash_socket_answer(t) {
+                                Some(a) => tokio_tungstenite::tungstenite::Message::Text(a),
+                                None => continue,
+                            }
+                        }
+                        _ => msg,
+                    };
+                    if tx.send(answer).await.is_err() {
                         break;
                     }
                 }
@@ -239,6 +258,36 @@ pub const DEPENDENCIES: &str = r#"[
 {"output":"bg.children","inputs":[{"id":"go","property":"n_clicks"}],"state":[],"clientside_function":null,"background":{"interval":1000}},
 {"output":"secret-panel.title","inputs":[{"id":"go","property":"n_clicks"}],"state":[],"clientside_function":{"namespace":"_dashprivate_clientside_funcs","function_name":"f00d"}}
 ]"#;
+
+/// What Dash 4's WebSocket endpoint answers a message, in miniature: a `callback_request` gets
+/// one frame (a batch, the way Dash sends messages queued together) holding a `set_props` for
+/// `secret-panel` and a `callback_response` that writes the requested output with children that
+/// include a `secret-panel` component, plus a side update of `secret-panel`; a `heartbeat` gets
+/// its `heartbeat_ack`.
+fn dash_socket_answer(text: &str) -> Option<String> {
+    let m: serde_json::Value = serde_json::from_str(text).ok()?;
+    match m["type"].as_str()? {
+        "callback_request" => {
+            let out = &m["payload"]["outputs"];
+            let (id, prop) = (out["id"].as_str()?, out["property"].as_str()?);
+            let nested = serde_json::json!({"type": "Div", "namespace": "dash_html_components",
+                "props": {"id": "secret-panel", "children": "NESTED-SECRET"}});
+            Some(
+                serde_json::json!([
+                    {"type": "set_props", "rendererId": m["rendererId"],
+                     "payload": {"componentId": "secret-panel", "props": {"children": "SET-SECRET"}}},
+                    {"type": "callback_response", "rendererId": m["rendererId"], "requestId": m["requestId"],
+                     "payload": {"status": "ok", "data": {"multi": true,
+                         "response": {id: {prop: [nested, "public answer"]}},
+                         "sideUpdate": {"secret-panel": {"children": "SIDE-SECRET"}}}}},
+                ])
+                .to_string(),
+            )
+        }
+        "heartbeat" => Some(r#"{"type": "heartbeat_ack"}"#.to_owned()),
+        _ => None,
+    }
+}
 
 /// Where the Dash-like layout is served (other `_dash-layout` paths echo like any other).
 pub const LAYOUT: &str = "/fixture/_dash-layout";
