@@ -21,6 +21,16 @@ pub struct Asker<'a> {
     pub restricted: Option<&'a Hidden>,
 }
 
+/// How the callback reaches the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Way {
+    /// From dash-renderer (HTTP POST, WebSocket): its `running` outputs are written too, and a
+    /// background callback answers with progress values.
+    Renderer,
+    /// An API endpoint or an MCP tool: the function runs and answers by itself.
+    Direct,
+}
+
 /// What an allowed callback's answer needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Allowed {
@@ -37,6 +47,7 @@ pub async fn judge_callback(
     app: &str,
     cb: &Callback,
     asker: &Asker<'_>,
+    way: Way,
     what: &str,
 ) -> Result<Allowed, Error> {
     let method = &Method::POST;
@@ -56,7 +67,8 @@ pub async fn judge_callback(
     // callback: the outputs its `running` option writes count as its outputs, and a
     // background callback's answers (their `progress` values) are read.
     let mut allowed = Allowed { background: false };
-    if policy.has_output_rules() && (asker.who.is_none() || asker.restricted.is_some()) {
+    let restricted = asker.who.is_none() || asker.restricted.is_some();
+    if way == Way::Renderer && policy.has_output_rules() && restricted {
         let deps = needs
             .dependencies
             .get(needs.proxy, app, Some(&cb.key), needs.timeout)

@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
-use crate::dash_guard::{Asker, judge_callback};
+use crate::dash_guard::{Asker, Way, judge_callback};
 use crate::error::Error;
 use crate::policy::prune::{self, Hidden};
 use crate::policy::{PolicyHandle, Subject, dash};
@@ -232,8 +232,16 @@ pub async fn from_browser(
                 let verdict = match serde_json::to_vec(&message["payload"]) {
                     Ok(bytes) => match dash::parse(&bytes) {
                         Ok(cb) => {
-                            judge_callback(&policy, &needs, &owner.app, &cb, &asker, &owner.path)
-                                .await
+                            judge_callback(
+                                &policy,
+                                &needs,
+                                &owner.app,
+                                &cb,
+                                &asker,
+                                Way::Renderer,
+                                &owner.path,
+                            )
+                            .await
                         }
                         Err(e) => {
                             tracing::debug!(error = %e, "refused a Dash callback on a WebSocket");

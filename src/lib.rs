@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod dash_guard;
+pub mod dash_mcp;
 pub mod dash_socket;
 pub mod db;
 pub mod directory;

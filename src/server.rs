@@ -16,7 +16,8 @@ use tokio::net::TcpListener;
 
 use crate::clock;
 use crate::config::Config;
-use crate::dash_guard::{Asker, judge_callback};
+use crate::dash_guard::{Asker, Way, judge_callback};
+use crate::dash_mcp;
 use crate::dash_socket;
 use crate::db::Db;
 use crate::directory::Directory;
@@ -25,6 +26,7 @@ use crate::error::Error;
 use crate::http_util::{Response, full, json, redirect, wants_html};
 use crate::policy::path::{NormalPath, normalize};
 use crate::policy::{PolicyHandle, Subject, dash, pages};
+use crate::proxy::callback_registry::PLUGIN_ROUTE;
 use crate::proxy::filter::{self, Filter};
 use crate::proxy::{Proxy, headers as proxy_headers, is_upgrade, read_body};
 use crate::session::cookies::CookieNames;
@@ -60,6 +62,8 @@ pub struct Gateway {
     pub dependencies: Arc<crate::proxy::dependencies::DependencyCache>,
     /// The apps' `_dash-config`s (CSRF names), read when an app's page first loads.
     pub dash_configs: crate::proxy::app_config::DashConfigCache,
+    /// Which callbacks the apps' API endpoints and MCP tools run (the helper's Dash plugin).
+    pub registries: crate::proxy::callback_registry::RegistryCache,
     pub policy: Arc<PolicyHandle>,
     pub assertions: AssertionCache,
     /// Server-mode session claims (`session.mode = "server"`).
@@ -157,6 +161,7 @@ impl Gateway {
             proxy,
             dependencies: Default::default(),
             dash_configs: Default::default(),
+            registries: Default::default(),
             policy,
             assertions: AssertionCache::default(),
             session_cache: crate::session::SessionCache::default(),
@@ -520,6 +525,10 @@ async fn proxy_request(
     }
     let path =
         normalize(req.uri().path()).map_err(|_| Error::BadRequest("malformed request path"))?;
+    if path.segments.ends_with(&PLUGIN_ROUTE.map(str::to_owned)) {
+        // What the helper's Dash plugin tells the gateway is the gateway's alone.
+        return Err(Error::NotFound);
+    }
     let policy = gw.policy.current();
     let method = req.method().clone();
     let callback = method == Method::POST
@@ -653,6 +662,17 @@ async fn pass(
     // What this user may not see or write (dash_components, dash_outputs): components they
     // may not see come out of what the app sends.
     let restricted = policy.restrictions(who);
+    // Someone an output rule restricts, or could (nobody signed in): the ways into the app
+    // besides its callback endpoint are read for them.
+    let output_bound = policy.has_output_rules() && (who.is_none() || restricted.is_some());
+    let mcp = path
+        .last()
+        .is_some_and(|l| l.eq_ignore_ascii_case(&policy.mcp.path));
+    if mcp {
+        policy
+            .check_mcp(who)
+            .enforce(&method, &path.forward, user.as_deref())?;
+    }
     let mut filter = restricted
         .as_ref()
         .filter(|h| h.hides_components())
@@ -674,6 +694,7 @@ async fn pass(
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
 
+    let mut mcp_plan = None;
     let needs = filter::Needs {
         limit: gw.config.limits.max_inspect_bytes,
         timeout: gw.config.limits.upstream_timeout,
@@ -693,17 +714,76 @@ async fn pass(
             restricted: restricted.as_ref(),
         };
         let app = pages::app_prefix(&path.forward);
-        let allowed = judge_callback(&policy, &needs, app, &cb, &asker, &path.forward).await?;
+        let allowed = judge_callback(
+            &policy,
+            &needs,
+            app,
+            &cb,
+            &asker,
+            Way::Renderer,
+            &path.forward,
+        )
+        .await?;
         if allowed.background {
             filter = Some(Filter::Callback);
         }
         full(bytes)
+    } else if mcp && method == Method::POST {
+        let limits = &gw.config.limits;
+        let bytes = read_body(body, limits.max_inspect_bytes, limits.body_read_timeout).await?;
+        let asker = Asker {
+            who,
+            user: user.as_deref(),
+            restricted: restricted.as_ref(),
+        };
+        let app = dash_mcp::McpApp {
+            prefix: pages::app_prefix(&path.forward),
+            registries: &gw.registries,
+        };
+        match dash_mcp::judge_request(&policy, &needs, &app, &bytes, &asker, &path.forward).await {
+            Ok(plan) => mcp_plan = Some(plan),
+            Err(e) => return Ok(mcp_refusal(&bytes, &e)),
+        }
+        full(bytes)
+    } else if output_bound && !upgrade && !csrf::is_safe_method(&method) {
+        match api_endpoint(gw, &policy, &needs, &path.forward).await? {
+            Some((app, keys)) => {
+                let limits = &gw.config.limits;
+                let bytes =
+                    read_body(body, limits.max_inspect_bytes, limits.body_read_timeout).await?;
+                let arguments: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+                let asker = Asker {
+                    who,
+                    user: user.as_deref(),
+                    restricted: restricted.as_ref(),
+                };
+                for key in &keys {
+                    let cb = dash::Callback::from_key(key, arguments.as_ref()).map_err(|_| {
+                        tracing::warn!(endpoint = %path.forward, key = %key, "an API endpoint's callback key cannot be read; refused");
+                        Error::BadGateway
+                    })?;
+                    judge_callback(
+                        &policy,
+                        &needs,
+                        &app,
+                        &cb,
+                        &asker,
+                        Way::Direct,
+                        &path.forward,
+                    )
+                    .await?;
+                }
+                full(bytes)
+            }
+            None => gw.proxy.stream_body(body),
+        }
     } else {
         gw.proxy.stream_body(body)
     };
+    let mcp_filter = mcp_plan.filter(|_| output_bound || restricted.is_some());
 
     proxy_headers::sanitize_request(&mut parts.headers, &gw.cookies);
-    if filter.is_some_and(|f| f.asks_identity(navigation)) {
+    if filter.is_some_and(|f| f.asks_identity(navigation)) || mcp_filter.is_some() {
         // An answer the gateway will read comes whole and uncompressed.
         for name in [header::ACCEPT_ENCODING, header::RANGE, header::IF_RANGE] {
             parts.headers.remove(name);
@@ -794,10 +874,86 @@ async fn pass(
         .await?;
     gw.metrics.upstream_latency(started.elapsed());
     strip_our_set_cookies(&mut resp, &gw.cookies);
-    if let (Some(filter), Some(hidden)) = (filter, restricted) {
+    if let Some(plan) = mcp_filter {
+        let prefix = pages::app_prefix(&path.forward);
+        let registry = gw
+            .registries
+            .get(&gw.proxy, prefix, None, needs.timeout)
+            .await?;
+        let hidden = restricted.as_ref().filter(|h| h.hides_components());
+        resp = mcp_answer(resp, &needs, |bytes| {
+            dash_mcp::prune_answer(bytes, &plan, &policy, who, hidden, &registry)
+        })
+        .await?;
+    } else if let (Some(filter), Some(hidden)) = (filter, restricted) {
         resp = filter::apply(resp, filter, hidden, &needs).await?;
     }
     Ok(resp)
+}
+
+/// The callbacks the API endpoint at `url` runs, with the prefix of the app that serves them:
+/// the policy's `[api_endpoints]` first, then what the helper's Dash plugin reports in the
+/// apps the gateway knows (`/`, and every prefix a Dash page has been served under). `None`:
+/// not an API endpoint anyone reported.
+async fn api_endpoint(
+    gw: &Gateway,
+    policy: &crate::policy::Policy,
+    needs: &filter::Needs<'_>,
+    url: &str,
+) -> Result<Option<(String, Vec<String>)>, Error> {
+    let mut prefixes = gw.dash_configs.prefixes();
+    prefixes.extend(gw.dependencies.prefixes());
+    prefixes.push("/".to_owned());
+    prefixes.sort();
+    prefixes.dedup();
+    if let Some(key) = policy.api_endpoint(url) {
+        return Ok(Some(("/".to_owned(), vec![key.to_owned()])));
+    }
+    for prefix in prefixes {
+        let registry = gw
+            .registries
+            .get(needs.proxy, &prefix, Some(url), needs.timeout)
+            .await?;
+        if let Some(keys) = registry.api_endpoints.get(url) {
+            return Ok(Some((prefix, keys.clone())));
+        }
+    }
+    Ok(None)
+}
+
+/// A refused MCP request: the error's status, and a JSON-RPC error an MCP client can show.
+fn mcp_refusal(body: &[u8], e: &Error) -> Response {
+    json(e.status(), &dash_mcp::refusal(body, e))
+}
+
+/// An MCP answer read whole and rewritten by `rewrite`; fails closed on what cannot be read.
+async fn mcp_answer(
+    resp: Response,
+    needs: &filter::Needs<'_>,
+    rewrite: impl FnOnce(&[u8]) -> Result<Vec<u8>, &'static str>,
+) -> Result<Response, Error> {
+    let (mut parts, bytes) =
+        match filter::read(resp, Filter::Callback, needs.limit, needs.timeout).await? {
+            filter::Read::Untouched(r) => return Ok(r),
+            filter::Read::Whole(parts, bytes) => (parts, bytes),
+        };
+    if parts.headers.contains_key(header::CONTENT_ENCODING) {
+        tracing::warn!("a compressed MCP answer cannot be filtered; refused");
+        return Err(Error::BadGateway);
+    }
+    let out = rewrite(&bytes).map_err(|why| {
+        tracing::warn!(
+            error = why,
+            "an MCP answer that must be filtered could not be read; refused"
+        );
+        Error::BadGateway
+    })?;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    Ok(Response::from_parts(parts, full(out)))
 }
 
 /// The upstream must not overwrite the gateway's cookies (an app with its own `_csrf_token`

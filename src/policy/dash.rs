@@ -122,6 +122,45 @@ pub struct Callback {
     pub page_paths: Vec<String>,
 }
 
+impl Callback {
+    /// The callback with key `key` run another way than `_dash-update-component` (an API
+    /// endpoint, an MCP tool) with `arguments`: its outputs are the key's; for the Dash Pages
+    /// router every string argument counts as a pathname it would render, since those ways
+    /// pass arguments by name and the gateway does not know which one is the pathname.
+    pub fn from_key(key: &str, arguments: Option<&Value>) -> Result<Callback, DashError> {
+        let outputs: Vec<ComponentId> = parse_output_key(key)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let is_pages = outputs
+            .iter()
+            .any(|id| matches!(id, ComponentId::Str(s) if s == PAGES_CONTENT));
+        let mut page_paths = Vec::new();
+        if is_pages {
+            fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+                match v {
+                    Value::String(s) => out.push(s),
+                    Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+                    Value::Object(o) => o.values().for_each(|x| strings(x, out)),
+                    _ => {}
+                }
+            }
+            let mut found = Vec::new();
+            if let Some(a) = arguments {
+                strings(a, &mut found);
+            }
+            page_paths = found.into_iter().map(str::to_owned).collect();
+            page_paths.sort();
+            page_paths.dedup();
+        }
+        Ok(Callback {
+            key: key.to_owned(),
+            outputs,
+            page_paths,
+        })
+    }
+}
+
 /// Parse a `_dash-update-component` body.
 pub fn parse(body: &[u8]) -> Result<Callback, DashError> {
     let v: Value = serde_json::from_slice(body).map_err(|_| DashError("body is not JSON"))?;

@@ -117,6 +117,52 @@ impl Verdict {
     }
 }
 
+impl McpAccess {
+    fn parse(t: &toml::Table) -> Result<McpAccess, String> {
+        let mut m = McpAccess::default();
+        for (k, v) in t {
+            let list = |what: &str| -> Result<Vec<String>, String> {
+                v.as_array()
+                    .ok_or(format!("[mcp] {what}: expected a list"))?
+                    .iter()
+                    .map(|x| {
+                        let s = x
+                            .as_str()
+                            .ok_or(format!("[mcp] {what}: expected strings"))?;
+                        let canonical = if what == "roles" {
+                            canonical_name(s).map_err(|e| e.to_string())
+                        } else {
+                            canonical_permission(s).map_err(|e| e.to_string())
+                        };
+                        canonical.map_err(|e| format!("[mcp] {what}: {s:?}: {e}"))
+                    })
+                    .collect()
+            };
+            match k.as_str() {
+                "open" => m.open = v.as_bool().ok_or("[mcp] open: expected true or false")?,
+                "roles" => m.roles = list("roles")?,
+                "permissions" => m.permissions = list("permissions")?,
+                "path" => {
+                    let p = v.as_str().ok_or("[mcp] path: expected a string")?;
+                    let p = p.trim_start_matches('/');
+                    if p.is_empty() || p.contains('/') || p == "." || p == ".." {
+                        return Err(format!(
+                            "[mcp] path: expected the app's mcp_path (one segment, like _mcp), got {p:?}"
+                        ));
+                    }
+                    m.path = p.to_owned();
+                }
+                other => {
+                    return Err(format!(
+                        "[mcp] unknown field `{other}` (expected open, roles, permissions, path)"
+                    ));
+                }
+            }
+        }
+        Ok(m)
+    }
+}
+
 /// A pattern of a `dash_outputs` rule.
 #[derive(Debug, Clone)]
 enum OutputPattern {
@@ -141,6 +187,35 @@ pub struct Policy {
     /// Indexes of the `dash_outputs` and `dash_components` rules.
     output_rule_list: Vec<usize>,
     restricts_paths: bool,
+    /// `[api_endpoints]`: endpoint URL → the key of the callback it runs, for apps without
+    /// the helper's Dash plugin.
+    api_endpoints: HashMap<String, String>,
+    /// `[mcp]`: who may use the app's MCP server, and where it is.
+    pub mcp: McpAccess,
+}
+
+/// The `[mcp]` table: the app's MCP server (`Dash(enable_mcp=True)`).
+#[derive(Debug, Clone)]
+pub struct McpAccess {
+    /// `open = false` closes it to everyone.
+    pub open: bool,
+    /// Only users with one of these roles or permissions (none listed: every user the paths
+    /// let through).
+    roles: Vec<String>,
+    permissions: Vec<String>,
+    /// The app's `mcp_path` (default `_mcp`), under its routes prefix.
+    pub path: String,
+}
+
+impl std::default::Default for McpAccess {
+    fn default() -> McpAccess {
+        McpAccess {
+            open: true,
+            roles: Vec::new(),
+            permissions: Vec::new(),
+            path: "_mcp".to_owned(),
+        }
+    }
 }
 
 impl std::default::Default for Policy {
@@ -155,6 +230,8 @@ impl std::default::Default for Policy {
             pattern_components: Vec::new(),
             output_rule_list: Vec::new(),
             restricts_paths: false,
+            api_endpoints: HashMap::new(),
+            mcp: McpAccess::default(),
         }
     }
 }
@@ -200,9 +277,29 @@ impl Policy {
                 ("rule", _) => {
                     return Err("`rule` must be an array of tables ([[rule]])".to_owned());
                 }
+                ("api_endpoints", Value::Table(t)) => {
+                    for (url, key) in t {
+                        let key = key.as_str().ok_or(format!(
+                            "[api_endpoints] {url:?}: expected the callback's output key as a string"
+                        ))?;
+                        if !url.starts_with('/') {
+                            return Err(format!(
+                                "[api_endpoints] {url:?}: expected a path starting with /"
+                            ));
+                        }
+                        dash::parse_output_key(key).map_err(|e| {
+                            format!("[api_endpoints] {url:?}: {key:?} is not a callback key: {e}")
+                        })?;
+                        policy.api_endpoints.insert(url.clone(), key.to_owned());
+                    }
+                }
+                ("mcp", Value::Table(t)) => policy.mcp = McpAccess::parse(t)?,
+                ("api_endpoints" | "mcp", _) => {
+                    return Err(format!("`{k}` must be a table ([{k}])"));
+                }
                 (other, _) => {
                     return Err(format!(
-                        "unknown top-level key `{other}` (expected `default` or [[rule]])"
+                        "unknown top-level key `{other}` (expected `default`, [[rule]], [api_endpoints] or [mcp])"
                     ));
                 }
             }
@@ -210,6 +307,32 @@ impl Policy {
         policy.restricts_paths =
             policy.default == Default::Deny || policy.rules.iter().any(|r| !r.public);
         Ok(policy)
+    }
+
+    /// The key of the callback the API endpoint at `url` runs, when the policy names it.
+    pub fn api_endpoint(&self, url: &str) -> Option<&str> {
+        self.api_endpoints.get(url).map(String::as_str)
+    }
+
+    /// May `who` use the app's MCP server at all?
+    pub fn check_mcp(&self, who: Option<&dyn Subject>) -> Verdict {
+        let m = &self.mcp;
+        if !m.open {
+            return Verdict::Forbidden("[mcp] open = false".to_owned());
+        }
+        if m.roles.is_empty() && m.permissions.is_empty() {
+            return Verdict::Allow;
+        }
+        match who {
+            None => Verdict::NeedLogin,
+            Some(w)
+                if m.roles.iter().any(|r| w.has_role(r))
+                    || m.permissions.iter().any(|p| w.has_permission(p)) =>
+            {
+                Verdict::Allow
+            }
+            Some(_) => Verdict::Forbidden("[mcp]".to_owned()),
+        }
     }
 
     fn add_rule(&mut self, number: usize, t: &toml::Table) -> Result<(), String> {

@@ -1,7 +1,8 @@
 //! What the gateway reads from the app itself, the same for every user, kept per app prefix:
 //! the callback list (`_dash-dependencies`, [`super::dependencies`]), the index page's
-//! `_dash-config` ([`super::app_config`]), the API endpoints the Python helper's Dash plugin
-//! reports. Each is fetched without anyone's identity.
+//! `_dash-config` ([`super::app_config`]), the callbacks behind API endpoints and MCP tools the
+//! Python helper's Dash plugin reports ([`super::callback_registry`]). Each is fetched without
+//! anyone's identity.
 //!
 //! A fact is used for [`FRESH`]; a key it does not know makes the gateway ask again (at most
 //! every [`RETRY`], also after a failure), since apps can add callbacks (Dash Pages adds its
@@ -38,6 +39,10 @@ pub trait AppFact: Sized + Send + Sync + 'static {
     fn parse(bytes: &[u8]) -> Result<Self, String>;
     /// Does it know `key` (a callback, an endpoint)? Unknown keys make it be read again.
     fn knows(&self, key: &str) -> bool;
+    /// What a 404 means, when the app may simply not serve it (a plugin not installed).
+    fn when_absent() -> Option<Self> {
+        None
+    }
 }
 
 struct Slot<T> {
@@ -110,15 +115,13 @@ impl<T: AppFact> AppCache<T> {
         }
     }
 
-    /// What is known for `prefix` now, without asking the app.
-    pub fn known(&self, prefix: &str) -> Option<Arc<T>> {
+    /// The prefixes asked about so far.
+    pub fn prefixes(&self) -> Vec<String> {
         let slots = match self.slots.lock() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let slot = slots.get(prefix)?;
-        let slot = slot.try_lock().ok()?;
-        slot.fact.as_ref().map(Arc::clone)
+        slots.keys().cloned().collect()
     }
 
     fn slot(&self, prefix: &str) -> Arc<tokio::sync::Mutex<Slot<T>>> {
@@ -153,6 +156,11 @@ async fn fetch<T: AppFact>(proxy: &Proxy, prefix: &str, timeout: Duration) -> Re
         .body(crate::http_util::empty())
         .map_err(|_| Error::BadRequest("malformed app prefix"))?;
     let resp = proxy.forward(req, None, None).await?;
+    if resp.status() == http::StatusCode::NOT_FOUND {
+        if let Some(absent) = T::when_absent() {
+            return Ok(absent);
+        }
+    }
     if resp.status() != http::StatusCode::OK
         || resp.headers().contains_key(header::CONTENT_ENCODING)
     {

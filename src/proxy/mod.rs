@@ -4,6 +4,7 @@
 pub mod app_cache;
 pub mod app_config;
 pub mod balance;
+pub mod callback_registry;
 pub mod client_ip;
 pub mod dependencies;
 pub mod filter;
