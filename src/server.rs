@@ -195,6 +195,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
             .follow_revocations(Arc::clone(&gw.revocations)),
     );
     tokio::spawn(policy_watch(Arc::clone(&gw)));
+    tokio::spawn(report_coverage(Arc::clone(&gw)));
     tokio::spawn(key_sync(Arc::clone(&gw)));
     let acceptor = match &gw.tls {
         Some(store) => {
@@ -302,6 +303,48 @@ async fn serve_connection<I>(
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// How long the start-up report of covered API endpoints waits for the app.
+const COVERAGE_WAIT: Duration = Duration::from_secs(120);
+
+/// Say once, when the app first answers, which of its API endpoints and MCP tools the policy
+/// covers: those the helper's Dash plugin reports, or (without the plugin) only those the
+/// policy's `[api_endpoints]` names.
+async fn report_coverage(gw: Arc<Gateway>) {
+    let deadline = tokio::time::Instant::now() + COVERAGE_WAIT;
+    let timeout = gw.config.limits.upstream_timeout;
+    let registry = loop {
+        match gw.registries.get(&gw.proxy, "/", None, timeout).await {
+            Ok(r) => break r,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "the app did not answer: which API endpoints the policy covers is not known yet"
+                );
+                return;
+            }
+        }
+    };
+    let policy = gw.policy.current();
+    let mut endpoints: Vec<&String> = registry.api_endpoints.keys().collect();
+    endpoints.sort();
+    let named = policy.api_endpoint_urls();
+    if registry.plugin {
+        tracing::info!(
+            api_endpoints = ?endpoints,
+            mcp_tools = registry.mcp_tools.len(),
+            policy_api_endpoints = ?named,
+            "the app's Dash plugin reports its API endpoints and MCP tools: output rules hold on them"
+        );
+    } else {
+        tracing::warn!(
+            policy_api_endpoints = ?named,
+            "the app has no dashgate Dash plugin (pip install dashgate-client beside the app): output rules hold on its API endpoints only where [api_endpoints] names them, and its MCP tools are refused to users an output rule restricts"
+        );
     }
 }
 

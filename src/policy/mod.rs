@@ -314,6 +314,13 @@ impl Policy {
         self.api_endpoints.get(url).map(String::as_str)
     }
 
+    /// The endpoint URLs `[api_endpoints]` names, sorted.
+    pub fn api_endpoint_urls(&self) -> Vec<&str> {
+        let mut urls: Vec<&str> = self.api_endpoints.keys().map(String::as_str).collect();
+        urls.sort_unstable();
+        urls
+    }
+
     /// May `who` use the app's MCP server at all?
     pub fn check_mcp(&self, who: Option<&dyn Subject>) -> Verdict {
         let m = &self.mcp;

@@ -57,10 +57,17 @@ fn table(doc: &Json, name: &str) -> Result<HashMap<String, Vec<String>>, String>
 }
 
 impl CallbackRegistry {
+    /// Read the plugin's document. An answer that is not one (an app without the plugin whose
+    /// catch-all route serves its index page, say) means no plugin; a document of the plugin
+    /// that cannot be read is an error.
     pub fn parse(bytes: &[u8]) -> Result<CallbackRegistry, String> {
-        let doc: Json = serde_json::from_slice(bytes).map_err(|_| "not JSON".to_owned())?;
-        if doc.get("version").and_then(Json::as_u64) != Some(1) {
-            return Err("an unknown version of the plugin's document".to_owned());
+        let Ok(doc) = serde_json::from_slice::<Json>(bytes) else {
+            return Ok(CallbackRegistry::default());
+        };
+        match doc.get("version").and_then(Json::as_u64) {
+            Some(1) => {}
+            Some(v) => return Err(format!("version {v} of the plugin's document is unknown")),
+            None => return Ok(CallbackRegistry::default()),
         }
         Ok(CallbackRegistry {
             plugin: true,
@@ -113,9 +120,16 @@ mod tests {
             &br#"{"version": 2}"#[..],
             br#"{"version": 1, "api_endpoints": {"/x": {}}}"#,
             br#"{"version": 1, "mcp_tools": {"t": {"outputs": [1]}}}"#,
-            b"[]",
         ] {
             assert!(CallbackRegistry::parse(bad).is_err());
+        }
+        // Not the plugin: a Pages app's index page, some other JSON.
+        for other in [
+            &b"<!doctype html><html></html>"[..],
+            b"[]",
+            br#"{"method": "GET"}"#,
+        ] {
+            assert_eq!(CallbackRegistry::parse(other)?, CallbackRegistry::default());
         }
         Ok(())
     }
