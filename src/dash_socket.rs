@@ -348,7 +348,14 @@ pub fn prune_app_frame(text: &str, hidden: &Hidden) -> Result<Option<String>, &'
     } else {
         kept.pop().unwrap_or(Json::Null)
     };
-    Ok(Some(out.to_string()))
+    // Component trees anywhere else (a message kind Dash may add later) go too.
+    let text = out.to_string();
+    match prune::layout(text.as_bytes(), hidden).map_err(|e| e.0)? {
+        Some(pruned) => String::from_utf8(pruned)
+            .map(Some)
+            .map_err(|_| "a pruned message that is not text"),
+        None => Ok(Some(text)),
+    }
 }
 
 /// A callback answer (`{"multi": true, "response": …}`) pruned like one that came over HTTP.
@@ -357,5 +364,64 @@ fn prune_answer(data: &Json, hidden: &Hidden) -> Result<Json, &'static str> {
     match prune::callback(&bytes, hidden).map_err(|e| e.0)? {
         Some(new) => serde_json::from_slice(&new).map_err(|_| "a pruned answer that is not JSON"),
         None => Ok(data.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Policy;
+
+    struct Viewer;
+    impl Subject for Viewer {
+        fn has_role(&self, _: &str) -> bool {
+            false
+        }
+        fn has_permission(&self, _: &str) -> bool {
+            false
+        }
+    }
+
+    fn hidden() -> Result<Hidden, String> {
+        let policy = Arc::new(Policy::parse(include_str!(
+            "../tests/fixtures/components.toml"
+        ))?);
+        policy
+            .hidden_components(Some(&Viewer))
+            .ok_or_else(|| "the viewer fails the rules".to_owned())
+    }
+
+    #[test]
+    fn app_frames_lose_hidden_components_whatever_their_kind() -> Result<(), String> {
+        let hidden = hidden()?;
+        let secret = r#"{"type":"Div","namespace":"dash_html_components","props":{"id":"salary-panel","children":"SECRET"}}"#;
+        let frame = format!(
+            r#"[{{"type":"set_props","rendererId":"r","payload":{{"componentId":"salary-panel","props":{{"children":"SECRET"}}}}}},
+                {{"type":"set_props","rendererId":"r","payload":{{"componentId":"note","props":{{"children":[{secret},"ok"]}}}}}},
+                {{"type":"callback_response","rendererId":"r","requestId":"q","payload":{{"status":"ok","data":{{"multi":true,"response":{{"out":{{"children":{secret}}}}},"sideUpdate":{{"salary-panel":{{"children":"SECRET"}}}}}}}}}},
+                {{"type":"a kind Dash may add","payload":{secret}}}]"#
+        );
+        let out = prune_app_frame(&frame, &hidden)?.ok_or("everything went")?;
+        assert!(!out.contains("SECRET"), "{out}");
+        let v: Json = serde_json::from_str(&out).map_err(|e| e.to_string())?;
+        let kinds: Vec<&str> = v
+            .as_array()
+            .ok_or("a batch stays a batch")?
+            .iter()
+            .filter_map(|m| m["type"].as_str())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["set_props", "callback_response", "a kind Dash may add"],
+            "the set_props of the hidden component is dropped; the others stay"
+        );
+        // Frames with nothing hidden pass as they are; frames that are not JSON are refused.
+        let plain = r#"{"type": "heartbeat_ack"}"#;
+        assert_eq!(
+            prune_app_frame(plain, &hidden)?.as_deref(),
+            Some(r#"{"type":"heartbeat_ack"}"#)
+        );
+        assert!(prune_app_frame("not json", &hidden).is_err());
+        Ok(())
     }
 }

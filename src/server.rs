@@ -568,7 +568,8 @@ async fn proxy_request(
     }
     let path =
         normalize(req.uri().path()).map_err(|_| Error::BadRequest("malformed request path"))?;
-    if path.segments.ends_with(&PLUGIN_ROUTE.map(str::to_owned)) {
+    let n = path.segments.len();
+    if n >= 2 && path.segments[n - 2..] == PLUGIN_ROUTE {
         // What the helper's Dash plugin tells the gateway is the gateway's alone.
         return Err(Error::NotFound);
     }
