@@ -9,7 +9,7 @@ use http::Method;
 use crate::error::Error;
 use crate::policy::dash::Callback;
 use crate::policy::prune::Hidden;
-use crate::policy::{Policy, Subject, pages};
+use crate::policy::{Policy, Subject, Verdict, pages};
 use crate::proxy::filter::Needs;
 
 /// Who asks, as the judgement needs it.
@@ -51,9 +51,12 @@ pub async fn judge_callback(
     what: &str,
 ) -> Result<Allowed, Error> {
     let method = &Method::POST;
-    policy
-        .check_outputs(&cb.outputs, asker.who)
-        .enforce(method, what, asker.user)?;
+    // A refusal names the callback beside the way it came.
+    let enforce = |verdict: Verdict| match verdict {
+        Verdict::Allow => Ok(()),
+        v => v.enforce(method, &format!("{what} {}", cb.key), asker.user),
+    };
+    enforce(policy.check_outputs(&cb.outputs, asker.who))?;
     for page in &cb.page_paths {
         let readings = pages::readings(app, page).map_err(|e| {
             tracing::debug!(error = %e, "refused a Dash Pages pathname");
@@ -74,9 +77,7 @@ pub async fn judge_callback(
             .get(needs.proxy, app, Some(&cb.key), needs.timeout)
             .await?;
         if let Some(spec) = deps.callbacks.get(&cb.key) {
-            policy
-                .check_outputs(&spec.running, asker.who)
-                .enforce(method, what, asker.user)?;
+            enforce(policy.check_outputs(&spec.running, asker.who))?;
             allowed.background = spec.background && asker.restricted.is_some();
         }
     }

@@ -272,7 +272,8 @@ pub async fn from_browser(
 /// The answer Dash gives a callback that failed, for one the gateway refused.
 fn failed_callback(request: &Json, e: &Error) -> Json {
     let message = match e {
-        Error::Forbidden(_) | Error::Unauthenticated | Error::BadRequest(_) => e.to_string(),
+        Error::Forbidden(_) => "forbidden: you may not run this callback".to_owned(),
+        Error::Unauthenticated | Error::BadRequest(_) => e.to_string(),
         _ => "the gateway could not check this callback".to_owned(),
     };
     json!({
