@@ -64,6 +64,8 @@ pub struct Gateway {
     pub dash_configs: crate::proxy::app_config::DashConfigCache,
     /// Which callbacks the apps' API endpoints and MCP tools run (the helper's Dash plugin).
     pub registries: crate::proxy::callback_registry::RegistryCache,
+    /// The app prefixes whose coverage has been reported.
+    pub coverage_reported: std::sync::Mutex<std::collections::HashSet<String>>,
     pub policy: Arc<PolicyHandle>,
     pub assertions: AssertionCache,
     /// Server-mode session claims (`session.mode = "server"`).
@@ -162,6 +164,7 @@ impl Gateway {
             dependencies: Default::default(),
             dash_configs: Default::default(),
             registries: Default::default(),
+            coverage_reported: Default::default(),
             policy,
             assertions: AssertionCache::default(),
             session_cache: crate::session::SessionCache::default(),
@@ -195,7 +198,6 @@ pub async fn serve(config: Config) -> Result<(), Error> {
             .follow_revocations(Arc::clone(&gw.revocations)),
     );
     tokio::spawn(policy_watch(Arc::clone(&gw)));
-    tokio::spawn(report_coverage(Arc::clone(&gw)));
     tokio::spawn(key_sync(Arc::clone(&gw)));
     let acceptor = match &gw.tls {
         Some(store) => {
@@ -306,28 +308,23 @@ async fn serve_connection<I>(
     }
 }
 
-/// How long the start-up report of covered API endpoints waits for the app.
-const COVERAGE_WAIT: Duration = Duration::from_secs(120);
-
-/// Say once, when the app first answers, which of its API endpoints and MCP tools the policy
-/// covers: those the helper's Dash plugin reports, or (without the plugin) only those the
-/// policy's `[api_endpoints]` names.
-async fn report_coverage(gw: Arc<Gateway>) {
-    let deadline = tokio::time::Instant::now() + COVERAGE_WAIT;
-    let timeout = gw.config.limits.upstream_timeout;
-    let registry = loop {
-        match gw.registries.get(&gw.proxy, "/", None, timeout).await {
-            Ok(r) => break r,
-            Err(_) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-            Err(_) => {
-                tracing::warn!(
-                    "the app did not answer: which API endpoints the policy covers is not known yet"
-                );
-                return;
-            }
+/// Say once per app, when it first serves a page (its first `_dash-layout`), which of its API
+/// endpoints and MCP tools the policy covers: those the helper's Dash plugin reports, or
+/// (without the plugin) only those the policy's `[api_endpoints]` names.
+async fn report_coverage(gw: &Gateway, prefix: &str) {
+    {
+        let mut reported = match gw.coverage_reported.lock() {
+            Ok(r) => r,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Prefixes come from request paths: a bounded number of reports.
+        if reported.len() >= 32 || !reported.insert(prefix.to_owned()) {
+            return;
         }
+    }
+    let timeout = gw.config.limits.upstream_timeout;
+    let Ok(registry) = gw.registries.get(&gw.proxy, prefix, None, timeout).await else {
+        return;
     };
     let policy = gw.policy.current();
     let mut endpoints: Vec<&String> = registry.api_endpoints.keys().collect();
@@ -335,6 +332,7 @@ async fn report_coverage(gw: Arc<Gateway>) {
     let named = policy.api_endpoint_urls();
     if registry.plugin {
         tracing::info!(
+            prefix,
             api_endpoints = ?endpoints,
             mcp_tools = registry.mcp_tools.len(),
             policy_api_endpoints = ?named,
@@ -342,6 +340,7 @@ async fn report_coverage(gw: Arc<Gateway>) {
         );
     } else {
         tracing::warn!(
+            prefix,
             policy_api_endpoints = ?named,
             "the app has no dashgate Dash plugin (pip install dashgate-client beside the app): output rules hold on its API endpoints only where [api_endpoints] names them, and its MCP tools are refused to users an output rule restricts"
         );
@@ -592,8 +591,12 @@ async fn proxy_request(
             Outcome::Anonymous { clear } => return Ok(unauthenticated(gw, &req, clear)),
         }
     };
+    let layout = method == Method::GET && path.last() == Some("_dash-layout");
+    if layout {
+        report_coverage(gw, pages::app_prefix(&path.forward)).await;
+    }
     if let Some(s) = session.as_mut().filter(|s| s.via == Via::Cookie) {
-        if method == Method::GET && path.last() == Some("_dash-layout") {
+        if layout {
             // The first request of a Dash page after the index: learn the names the app
             // wants its CSRF token under, so that this answer already carries the cookie.
             let new = learn_dash_config(gw, pages::app_prefix(&path.forward)).await;

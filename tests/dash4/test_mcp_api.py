@@ -110,6 +110,9 @@ def stack():
                 r = requests.post(url + "/auth/login", json={"username": user, "password": password}, timeout=30)
                 assert r.status_code == 200, r.text
                 tokens[user] = r.json()["access_token"]
+            # A page's first request: the gateway says then what of the app it covers.
+            r = requests.get(url + "/_dash-layout", headers={"Authorization": f"Bearer {tokens['admin']}"}, timeout=30)
+            assert r.status_code == 200, r.text[:300]
             gateways[name] = Gw(url, wd / f"gateway ({name}).log", tokens)
         yield gateways
     finally:
@@ -137,7 +140,7 @@ def test_api_endpoints_follow_the_output_rules_with_the_plugin(stack):
     for path in ("/_dashgate/callbacks", "/x/../_dashgate/callbacks", "/_DASHGATE/callbacks"):
         r = requests.get(gw.url + path, headers={"Authorization": f"Bearer {gw.tokens['admin']}"}, timeout=30)
         assert r.status_code in (400, 404), (path, r.status_code, r.text[:200])
-    # The start-up line names what is covered.
+    # The line logged when the app first served a page names what is covered.
     deadline_log = gw.log_text()
     assert "the app's Dash plugin reports its API endpoints" in deadline_log, deadline_log[-3000:]
     assert "/api/salary" in deadline_log
@@ -149,7 +152,7 @@ def test_api_endpoints_without_the_plugin(stack):
     assert gw.post("/api/salary", "viewer", {"who": "v"}).status_code == 403
     assert gw.post("/api/salary", "admin", {"who": "a"}).json() == "SALARY-DATA a"
     assert gw.post("/api/public", "viewer", {"who": "v"}).json() == "public v"
-    # Without either, the gateway says at start that API endpoints are not covered.
+    # Without either, the gateway says so when the app first serves a page.
     assert "has no dashgate Dash plugin" in stack["bare"].log_text()
 
 
