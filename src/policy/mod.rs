@@ -5,6 +5,7 @@
 //! restart.
 
 pub mod dash;
+pub mod hidden;
 pub mod matcher;
 pub mod pages;
 pub mod path;

@@ -14,7 +14,7 @@
 
 use serde_json::Value as Json;
 
-use super::prune::{Hidden, PruneError, replacement};
+use super::hidden::{Hidden, PruneError, replacement};
 
 /// Deeper nesting than this is refused (Dash layouts are a few dozen levels deep).
 const MAX_DEPTH: usize = 512;

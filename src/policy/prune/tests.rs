@@ -1,4 +1,7 @@
 use super::*;
+use crate::policy::Policy;
+use crate::policy::dash::ComponentId;
+use std::sync::Arc;
 use crate::policy::Verdict;
 use crate::policy::tests::Who;
 use serde_json::json;
