@@ -9,8 +9,9 @@ use zeroize::Zeroizing;
 
 use crate::clock;
 use crate::config::{Config, LogFormat, Sources};
-use crate::directory::{Directory, canonical_name, password};
+use crate::directory::{Directory, password};
 use crate::error::Error;
+use crate::names::canonical_name;
 use crate::store::{RevocationKind, Store};
 use crate::token::KeySet;
 
@@ -476,8 +477,7 @@ async fn users(config: &Config, cmd: &UsersCommand) -> Result<(), CliError> {
 async fn roles(config: &Config, cmd: &RolesCommand) -> Result<(), CliError> {
     let (dir, _) = Directory::open(config).await?;
     let perm_arg = |p: &String| {
-        crate::directory::canonical_permission(p)
-            .map_err(|e| CliError::Usage(format!("{p:?}: {e}")))
+        crate::names::canonical_permission(p).map_err(|e| CliError::Usage(format!("{p:?}: {e}")))
     };
     match cmd {
         RolesCommand::Add { role, perms } => {

@@ -17,6 +17,7 @@ pub mod directory;
 pub mod error;
 pub mod http_util;
 pub mod metrics;
+pub mod names;
 pub mod oidc;
 pub mod policy;
 pub mod proxy;

@@ -16,9 +16,9 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::clock;
-use crate::directory::canonical_name;
 use crate::error::Error;
 use crate::http_util::{Response, content_type, full, json, redirect};
+use crate::names::canonical_name;
 use crate::proxy::read_body;
 use crate::server::Gateway;
 use crate::session::{Named, NamedUser, Outcome, Via, cookies, csrf, secs};

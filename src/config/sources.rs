@@ -7,7 +7,7 @@ use std::time::Duration;
 use toml::Value;
 
 use super::{ConfigError, Validator};
-use crate::directory::canonical_name;
+use crate::names::canonical_name;
 
 /// A place users sign in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,7 +243,7 @@ pub(super) fn ldap(v: &Validator<'_>) -> Result<Option<LdapConfig>, ConfigError>
         },
         group_base,
         group_filter,
-        group_roles: v.role_map("ldap.group_roles", crate::directory::ldap::normalize_dn)?,
+        group_roles: v.role_map("ldap.group_roles", crate::names::normalize_dn)?,
         timeout: v.duration("ldap.timeout", "5s")?,
     }))
 }

@@ -247,7 +247,10 @@ impl LdapSource {
 
 /// Roles for a user in `groups`, from `(normalised group DN, roles)` pairs; sorted, unique.
 pub fn map_groups(mapping: &[(String, Vec<String>)], groups: &[String]) -> Vec<String> {
-    let groups: Vec<String> = groups.iter().map(|g| normalize_dn(g)).collect();
+    let groups: Vec<String> = groups
+        .iter()
+        .map(|g| crate::names::normalize_dn(g))
+        .collect();
     let mut roles: Vec<String> = mapping
         .iter()
         .filter(|(dn, _)| groups.contains(dn))
@@ -258,40 +261,10 @@ pub fn map_groups(mapping: &[(String, Vec<String>)], groups: &[String]) -> Vec<S
     roles
 }
 
-/// A DN in one spelling for comparisons: attribute names and values lower-cased (ASCII; both
-/// Active Directory and OpenLDAP match DNs case-insensitively), spaces around `,` and `=`
-/// removed. Escaped characters stay escaped.
-pub fn normalize_dn(dn: &str) -> String {
-    let mut rdns = Vec::new();
-    let mut current = String::new();
-    let mut escaped = false;
-    for ch in dn.chars() {
-        if escaped {
-            current.push(ch);
-            escaped = false;
-        } else if ch == '\\' {
-            current.push(ch);
-            escaped = true;
-        } else if ch == ',' {
-            rdns.push(std::mem::take(&mut current));
-        } else {
-            current.push(ch);
-        }
-    }
-    rdns.push(current);
-    rdns.iter()
-        .map(|rdn| match rdn.split_once('=') {
-            Some((k, v)) => format!("{}={}", k.trim(), v.trim()),
-            None => rdn.trim().to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-        .to_ascii_lowercase()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::normalize_dn;
 
     #[test]
     fn dns_compare_in_one_spelling() {

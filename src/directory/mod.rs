@@ -14,7 +14,7 @@ use crate::db::Db;
 use crate::error::Error;
 
 /// Longest accepted username, in bytes.
-pub const MAX_USERNAME_LEN: usize = 64;
+pub use crate::names::MAX_USERNAME_LEN;
 
 /// A user as stored, with roles.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,51 +77,6 @@ pub struct Role {
     pub permissions: Vec<String>,
     pub members: i64,
 }
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum NameError {
-    #[error(
-        "names are 1 to 64 characters of a-z, 0-9, '.', '_', '-' and '@', starting with a letter or digit"
-    )]
-    Invalid,
-}
-
-/// Canonical form of a username or role name: lower-cased and restricted to a safe alphabet,
-/// so that `Admin`, `admin` and look-alikes cannot be distinct accounts and a name can travel in
-/// a header unescaped. Login applies the same function, so lookups are case-insensitive.
-pub fn canonical_name(raw: &str) -> Result<String, NameError> {
-    let name = raw.trim().to_ascii_lowercase();
-    let ok = !name.is_empty()
-        && name.len() <= MAX_USERNAME_LEN
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-' | b'@')
-        })
-        && name.as_bytes()[0].is_ascii_alphanumeric();
-    if ok {
-        Ok(name)
-    } else {
-        Err(NameError::Invalid)
-    }
-}
-
-/// Canonical form of a permission: lower case `a-z 0-9 : . _ -`, 1 to 64 characters, starting
-/// with a letter or digit (`salaries:read`).
-pub fn canonical_permission(raw: &str) -> Result<String, PermissionNameError> {
-    let p = raw.trim().to_ascii_lowercase();
-    let ok = !p.is_empty()
-        && p.len() <= MAX_USERNAME_LEN
-        && p.as_bytes()[0].is_ascii_alphanumeric()
-        && p.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b':' | b'.' | b'_' | b'-')
-        });
-    if ok { Ok(p) } else { Err(PermissionNameError) }
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error(
-    "permissions are 1 to 64 characters of a-z, 0-9, ':', '.', '_' and '-', starting with a letter or digit"
-)]
-pub struct PermissionNameError;
 
 /// A user with the stored hash, for login only.
 pub struct Credentials {
@@ -253,28 +208,4 @@ pub fn provision_conflict(
 ) -> bool {
     existing_source != incoming.source
         || (incoming.id_is_stable && existing_id.is_some_and(|id| id != incoming.external_id))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn canonical_names() {
-        assert_eq!(canonical_name(" Admin "), Ok("admin".to_owned()));
-        assert_eq!(canonical_name("a.b_c-d@e"), Ok("a.b_c-d@e".to_owned()));
-        for bad in [
-            "",
-            "-x",
-            ".x",
-            "a b",
-            "a,b",
-            "a\nb",
-            "ädmin",
-            "a\"b",
-            &"x".repeat(65),
-        ] {
-            assert_eq!(canonical_name(bad), Err(NameError::Invalid), "{bad:?}");
-        }
-    }
 }

@@ -14,8 +14,8 @@ use serde_json::{Map, Value};
 use tokio::sync::RwLock;
 
 use crate::config::OidcConfig;
-use crate::directory::canonical_name;
 use crate::error::Error;
+use crate::names::canonical_name;
 
 /// The `source` recorded for users who sign in through the OpenID provider.
 pub const SOURCE: &str = "oidc";

@@ -20,7 +20,7 @@ use http::Method;
 use serde_json::Value as Json;
 use toml::Value;
 
-use crate::directory::{canonical_name, canonical_permission};
+use crate::names::{canonical_name, canonical_permission};
 use dash::ComponentId;
 use matcher::{PathMatcher, Segment};
 

@@ -1,10 +1,10 @@
 use super::*;
 use crate::policy::Policy;
-use crate::policy::dash::ComponentId;
-use std::sync::Arc;
 use crate::policy::Verdict;
+use crate::policy::dash::ComponentId;
 use crate::policy::tests::Who;
 use serde_json::json;
+use std::sync::Arc;
 
 const POLICY: &str = include_str!("../../../tests/fixtures/components.toml");
 
