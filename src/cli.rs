@@ -17,8 +17,6 @@ use crate::token::KeySet;
 
 /// Longest thing read from stdin as a password (the policy limit applies after).
 const MAX_STDIN_PASSWORD_BYTES: u64 = 16 * 1024;
-/// How long a user-wide revocation is kept: longer than any access token can live.
-const USER_REVOCATION_SECS: i64 = 2 * 86_400;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -348,8 +346,11 @@ async fn end_sessions(
     reason: &'static str,
 ) -> Result<usize, CliError> {
     let now = clock::now();
+    // Kept as long as an access token issued now could live under any configuration: the
+    // command line does not know what the running gateways were given.
+    let horizon = crate::config::TokenConfig::revocation_horizon_for_any(now);
     let made = store
-        .end_user_sessions(user_id, username, reason, now, now + USER_REVOCATION_SECS)
+        .end_user_sessions(user_id, username, reason, now, horizon)
         .await?;
     Ok(made
         .iter()

@@ -189,6 +189,37 @@ pub struct TokenConfig {
     pub assertion_ttl: Duration,
 }
 
+impl TokenConfig {
+    /// After this time no access token issued at `now` under this configuration can be valid
+    /// (its lifetime and the clock leeway have passed): how long a revocation must be kept.
+    pub fn revocation_horizon(&self, now: i64) -> i64 {
+        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        horizon(now, secs(self.access_ttl), secs(self.leeway))
+    }
+
+    /// The same for a token issued under any configuration the bounds of `token.access_ttl`
+    /// and `token.leeway` allow: for the command line, which cannot know what the running
+    /// gateways were given.
+    pub fn revocation_horizon_for_any(now: i64) -> i64 {
+        let most = |name: &str| {
+            KEYS.iter()
+                .find(|k| k.name == name)
+                .and_then(|k| match k.kind {
+                    Kind::Duration(_, hi) => i64::try_from(hi).ok(),
+                    _ => None,
+                })
+                .unwrap_or(i64::MAX)
+        };
+        horizon(now, most("token.access_ttl"), most("token.leeway"))
+    }
+}
+
+fn horizon(now: i64, access_ttl: i64, leeway: i64) -> i64 {
+    now.saturating_add(access_ttl)
+        .saturating_add(leeway)
+        .saturating_add(1)
+}
+
 /// How a browser session is carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionMode {

@@ -406,3 +406,17 @@ fn readme_documents_every_key_and_its_bounds() {
     }
     assert!(missing.is_empty(), "{missing:#?}");
 }
+
+#[test]
+fn revocation_horizons() -> Result<(), ConfigError> {
+    let c = load(None, &[("DASHGATE_TOKEN_ACCESS_TTL", "10m")], &[])?;
+    // 10 minutes, the 30 s default leeway and a second.
+    assert_eq!(c.token.revocation_horizon(1000), 1000 + 600 + 30 + 1);
+    // For any configuration: the longest access token (1 day) and leeway (5 minutes) the
+    // bounds allow.
+    assert_eq!(
+        TokenConfig::revocation_horizon_for_any(1000),
+        1000 + 86_400 + 300 + 1
+    );
+    Ok(())
+}

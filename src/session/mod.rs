@@ -294,9 +294,7 @@ impl Gateway {
 
     /// After this time no access token issued now can be valid.
     pub fn revocation_horizon(&self, now: i64) -> i64 {
-        now.saturating_add(secs(self.config.token.access_ttl))
-            .saturating_add(secs(self.config.token.leeway))
-            .saturating_add(1)
+        self.config.token.revocation_horizon(now)
     }
 
     /// `Set-Cookie` values for a newly issued session. The CSRF cookie is bound to the session
