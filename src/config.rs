@@ -265,6 +265,33 @@ pub struct Balancing {
     pub health_interval: Duration,
 }
 
+/// Which `Host` header the upstream receives (`upstream_host`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamHost {
+    /// The client's, as apps behind an auth proxy expect and Dash's WebSocket same-origin
+    /// check needs (the default).
+    Client,
+    /// The upstream URL's authority.
+    Upstream,
+}
+
+/// Regulation settings, in seconds and counts.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginLimits {
+    /// How long a counter lives after its last failure.
+    pub window: i64,
+    /// Failures from one address before it is refused for `window`.
+    pub max_failures_per_ip: i64,
+    /// Failures for one username before delays start.
+    pub free_attempts: i64,
+    /// Longest delay between attempts for one username.
+    pub max_delay: i64,
+    /// Failures of one username from one address before that pair is locked.
+    pub lockout_after: i64,
+    /// How long a locked pair stays locked.
+    pub lockout: i64,
+}
+
 /// CSRF names the operator set (`dash.csrf_cookie_name`, `dash.csrf_header_name`).
 #[derive(Debug, Clone, Default)]
 pub struct DashCsrfNames {
@@ -288,7 +315,7 @@ pub struct Config {
     pub upstreams: Vec<http::Uri>,
     /// The `Host` the upstream sees: the client's (with `X-Forwarded-Host`), as apps behind
     /// an auth proxy expect and Dash's WebSocket same-origin check needs, or the upstream's own.
-    pub upstream_host: crate::proxy::UpstreamHost,
+    pub upstream_host: UpstreamHost,
     /// CSRF cookie and header names set by the operator for apps that renamed them
     /// (`Dash(csrf_token_name=…, csrf_header_name=…)`); otherwise learned from the app.
     pub dash_csrf: DashCsrfNames,
@@ -311,9 +338,9 @@ pub struct Config {
     pub balancing: Balancing,
     pub metrics: MetricsAccess,
     /// Proxies whose `X-Forwarded-For` is believed (the OpenShift router, an ingress).
-    pub trusted_proxies: Vec<crate::proxy::client_ip::Cidr>,
+    pub trusted_proxies: Vec<crate::cidr::Cidr>,
     /// Brute-force regulation of logins.
-    pub login: crate::auth::throttle::LoginLimits,
+    pub login: LoginLimits,
     /// Certificate and key (PEM) for TLS on the listener.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Where users sign in, in the order password sign-ins try them.
@@ -698,8 +725,8 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
     };
 
     let upstream_host = match v.str("upstream_host", "client")?.as_str() {
-        "client" => crate::proxy::UpstreamHost::Client,
-        "upstream" => crate::proxy::UpstreamHost::Upstream,
+        "client" => UpstreamHost::Client,
+        "upstream" => UpstreamHost::Upstream,
         other => {
             return Err(v.invalid(
                 "upstream_host",
@@ -808,7 +835,7 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
             .iter()
             .map(|c| c.parse().map_err(|m| v.invalid("trusted_proxies", m)))
             .collect::<Result<Vec<_>, _>>()?,
-        login: crate::auth::throttle::LoginLimits {
+        login: LoginLimits {
             window: dur_secs(v.duration("login.window", "15m")?),
             max_failures_per_ip: to_i64(v.int("login.max_failures_per_ip", 50)?),
             free_attempts: to_i64(v.int("login.free_attempts", 3)?),

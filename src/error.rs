@@ -121,13 +121,13 @@ impl Error {
             _ => {}
         }
         let mut resp = if html {
-            let page = crate::auth::pages::error_page(status, &self.public_message());
+            let page = crate::html::error_page(status, &self.public_message());
             let mut r = Response::new(full(page));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/html; charset=utf-8"),
             );
-            crate::auth::pages::add_page_security_headers(r.headers_mut());
+            crate::html::add_page_security_headers(r.headers_mut());
             r
         } else {
             let body = serde_json::json!({"error": self.code(), "message": self.public_message()});

@@ -6,6 +6,7 @@
 #![recursion_limit = "256"]
 
 pub mod auth;
+pub mod cidr;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod dash_socket;
 pub mod db;
 pub mod directory;
 pub mod error;
+pub mod html;
 pub mod http_util;
 pub mod metrics;
 pub mod names;

@@ -9,22 +9,7 @@
 
 use std::net::IpAddr;
 
-/// Regulation settings, in seconds and counts.
-#[derive(Debug, Clone, Copy)]
-pub struct LoginLimits {
-    /// How long a counter lives after its last failure.
-    pub window: i64,
-    /// Failures from one address before it is refused for `window`.
-    pub max_failures_per_ip: i64,
-    /// Failures for one username before delays start.
-    pub free_attempts: i64,
-    /// Longest delay between attempts for one username.
-    pub max_delay: i64,
-    /// Failures of one username from one address before that pair is locked.
-    pub lockout_after: i64,
-    /// How long a locked pair stays locked.
-    pub lockout: i64,
-}
+pub use crate::config::LoginLimits;
 
 /// Counter keys: address, username, pair.
 pub fn keys(ip: IpAddr, username: &str) -> Vec<String> {

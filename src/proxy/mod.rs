@@ -23,15 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use crate::error::Error;
 use crate::http_util::{Body, BoxError, Response};
 
-/// Which `Host` header the upstream receives (`upstream_host`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamHost {
-    /// The client's, as apps behind an auth proxy expect and Dash's WebSocket same-origin
-    /// check needs (the default).
-    Client,
-    /// The upstream URL's authority.
-    Upstream,
-}
+pub use crate::config::UpstreamHost;
 
 /// Forwards requests to the upstream(s).
 pub struct Proxy {
