@@ -18,6 +18,8 @@ pub mod directory;
 pub mod error;
 pub mod html;
 pub mod http_util;
+#[cfg(test)]
+mod import_order;
 pub mod metrics;
 pub mod names;
 pub mod oidc;
@@ -25,6 +27,7 @@ pub mod policy;
 pub mod proxy;
 pub mod server;
 pub mod session;
+pub mod state;
 pub mod store;
 pub mod tls;
 pub mod token;

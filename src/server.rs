@@ -19,21 +19,16 @@ use crate::config::Config;
 use crate::dash_guard::{Asker, Way, judge_callback};
 use crate::dash_mcp;
 use crate::dash_socket;
-use crate::db::Db;
-use crate::directory::Directory;
-use crate::directory::password::Hasher;
 use crate::error::Error;
 use crate::http_util::{Response, full, json, redirect, wants_html};
 use crate::policy::path::{NormalPath, normalize};
-use crate::policy::{PolicyHandle, Subject, dash, pages};
+use crate::policy::{Subject, dash, pages};
 use crate::proxy::callback_registry::PLUGIN_ROUTE;
 use crate::proxy::filter::{self, Filter};
-use crate::proxy::{Proxy, headers as proxy_headers, is_upgrade, read_body};
+use crate::proxy::{headers as proxy_headers, is_upgrade, read_body};
 use crate::session::cookies::CookieNames;
 use crate::session::{Outcome, Via, csrf, secs};
-use crate::store::{RevocationSet, Store};
-use crate::token::assertion::AssertionCache;
-use crate::token::keys::{KeyRing, KeyTiming};
+pub use crate::state::Gateway;
 
 /// hyper refuses header buffers smaller than this.
 const MIN_HEADER_BUF: usize = 8192;
@@ -45,139 +40,6 @@ const POLICY_POLL: Duration = Duration::from_secs(1);
 const KEY_POLL: Duration = Duration::from_secs(1);
 /// How often the TLS certificate files are checked for changes.
 const CERT_POLL: Duration = Duration::from_secs(2);
-
-/// Everything a request may need, shared by all connections.
-pub struct Gateway {
-    pub config: Config,
-    pub keys: KeyRing,
-    pub cookies: CookieNames,
-    /// The SQLite database, when users (and the default state store) live there.
-    pub db: Option<Db>,
-    pub directory: Directory,
-    pub store: Store,
-    pub revocations: Arc<RevocationSet>,
-    pub hasher: Hasher,
-    pub proxy: Arc<Proxy>,
-    /// The app's callback lists (`_dash-dependencies`), read when a decision needs them.
-    pub dependencies: Arc<crate::proxy::dependencies::DependencyCache>,
-    /// The apps' `_dash-config`s (CSRF names), read when an app's page first loads.
-    pub dash_configs: crate::proxy::app_config::DashConfigCache,
-    /// Which callbacks the apps' API endpoints and MCP tools run (the helper's Dash plugin).
-    pub registries: crate::proxy::callback_registry::RegistryCache,
-    /// The app prefixes whose coverage has been reported.
-    pub coverage_reported: std::sync::Mutex<std::collections::HashSet<String>>,
-    pub policy: Arc<PolicyHandle>,
-    pub assertions: AssertionCache,
-    /// Server-mode session claims (`session.mode = "server"`).
-    pub session_cache: crate::session::SessionCache,
-    /// Access tokens already verified (signature and claims), so a repeat skips Ed25519.
-    pub verified: crate::token::verified::VerifiedTokens,
-    pub metrics: crate::metrics::Metrics,
-    /// Bearer token that may read `/auth/metrics`, from `metrics.token_file`.
-    pub metrics_token: Option<zeroize::Zeroizing<String>>,
-    /// The listener's certificate, when it speaks TLS.
-    pub tls: Option<Arc<crate::tls::CertStore>>,
-    /// The LDAP / Active Directory source, when `[ldap]` is configured.
-    pub ldap: Option<crate::directory::ldap::LdapSource>,
-    /// The OpenID provider, when `[oidc]` is configured.
-    pub oidc: Option<Arc<crate::oidc::Provider>>,
-}
-
-impl Gateway {
-    /// Open the database and keys and build the shared state.
-    pub async fn new(config: Config) -> Result<Gateway, Error> {
-        let (directory, db) = Directory::open(&config).await?;
-        let t = &config.token;
-        let timing = KeyTiming {
-            activation_delay: secs(config.key_activation_delay),
-            // The longest a token signed with a superseded key can still be presented.
-            retire_after: secs(t.access_ttl.max(t.assertion_ttl)) + secs(t.leeway) + 60,
-        };
-        let keys = KeyRing::open(&config.keys_dir, timing, clock::now())?;
-        let hasher = Hasher::new(config.limits.password_hash_concurrency)?;
-        let metrics_token = match &config.metrics.token_file {
-            Some(p) => {
-                let t = std::fs::read_to_string(p).map_err(|e| {
-                    Error::Internal(format!("metrics.token_file {}: {e}", p.display()))
-                })?;
-                let t = zeroize::Zeroizing::new(t.trim().to_owned());
-                if t.len() < 16 {
-                    return Err(Error::Internal(format!(
-                        "metrics.token_file {}: the token must be at least 16 characters",
-                        p.display()
-                    )));
-                }
-                Some(t)
-            }
-            None => None,
-        };
-        let tls = match &config.tls {
-            Some((cert, key)) => Some(Arc::new(
-                crate::tls::CertStore::load(cert, key)
-                    .map_err(|e| Error::Internal(format!("TLS: {e}")))?,
-            )),
-            None => None,
-        };
-        let ldap = match &config.ldap {
-            Some(c) => Some(crate::directory::ldap::LdapSource::new(c.clone())?),
-            None => None,
-        };
-        let oidc = match &config.oidc {
-            Some(c) => Some(Arc::new(crate::oidc::Provider::new(c.clone())?)),
-            None => None,
-        };
-        let policy = Arc::new(
-            PolicyHandle::load(config.policy.as_deref())
-                .map_err(|e| Error::Internal(e.to_string()))?,
-        );
-        let proxy = Arc::new(Proxy::new(
-            config.upstreams.clone(),
-            config.limits.upstream_timeout,
-            config.limits.max_body_bytes,
-            config.upstream_host,
-        ));
-        let cookies = CookieNames::new(config.cookie_secure);
-        let refused = cookies.csrf.learn(
-            config.dash_csrf.cookie.as_deref(),
-            config
-                .dash_csrf
-                .header
-                .as_ref()
-                .map(http::HeaderName::as_str),
-            |name| cookies.is_session_cookie(name),
-        );
-        if !refused.is_empty() {
-            return Err(Error::Internal(format!(
-                "dash.csrf_cookie_name / dash.csrf_header_name: cannot use {}",
-                refused.join(", ")
-            )));
-        }
-        Ok(Gateway {
-            cookies,
-            directory,
-            store: Store::for_config(&config, db.as_ref())?,
-            revocations: Arc::new(RevocationSet::default()),
-            db,
-            keys,
-            hasher,
-            proxy,
-            dependencies: Default::default(),
-            dash_configs: Default::default(),
-            registries: Default::default(),
-            coverage_reported: Default::default(),
-            policy,
-            assertions: AssertionCache::default(),
-            session_cache: crate::session::SessionCache::default(),
-            verified: crate::token::verified::VerifiedTokens::default(),
-            metrics: crate::metrics::Metrics::default(),
-            metrics_token,
-            tls,
-            ldap,
-            oidc,
-            config,
-        })
-    }
-}
 
 /// Bind, serve until SIGTERM/SIGINT, then drain in-flight requests.
 pub async fn serve(config: Config) -> Result<(), Error> {
@@ -193,9 +55,10 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         .map_err(|e| Error::Internal(e.to_string()))?;
     tracing::info!(listen = %local, upstreams = ?gw.config.upstreams.iter().map(ToString::to_string).collect::<Vec<_>>(), "dashgate is serving");
     tokio::spawn(
-        gw.store
+        gw.sessions
+            .store
             .clone()
-            .follow_revocations(Arc::clone(&gw.revocations)),
+            .follow_revocations(Arc::clone(&gw.sessions.revocations)),
     );
     tokio::spawn(policy_watch(Arc::clone(&gw)));
     tokio::spawn(key_sync(Arc::clone(&gw)));
@@ -440,7 +303,7 @@ async fn policy_watch(gw: Arc<Gateway>) {
 async fn key_sync(gw: Arc<Gateway>) {
     loop {
         tokio::time::sleep(KEY_POLL).await;
-        match gw.keys.reload(clock::now()) {
+        match gw.sessions.keys.reload(clock::now()) {
             Ok(Some((active, kids))) => {
                 tracing::info!(signing_kid = %active, live_kids = ?kids, "signing keys changed")
             }
@@ -585,7 +448,7 @@ async fn proxy_request(
     let mut session = if public && !callback && !dash_socket {
         None
     } else {
-        match gw.authenticate(req.headers(), now).await? {
+        match gw.sessions.authenticate(req.headers(), now).await? {
             Outcome::Authenticated(s) => Some(s),
             Outcome::Anonymous { .. } if public => None,
             Outcome::Anonymous { clear } => return Ok(unauthenticated(gw, &req, clear)),
@@ -605,8 +468,10 @@ async fn proxy_request(
                 .exp
                 .saturating_sub(now)
                 .max(secs(gw.config.session.refresh_idle_ttl));
-            s.set_cookies
-                .extend(gw.csrf_cookies_named(&new, &s.claims.sid, now, age)?);
+            s.set_cookies.extend(
+                gw.sessions
+                    .csrf_cookies_named(&new, &s.claims.sid, now, age)?,
+            );
         }
     }
     // Cookies from an inline refresh go on whatever the answer is — a 403, a 502 — or the
@@ -643,12 +508,12 @@ async fn learn_dash_config(gw: &Gateway, prefix: &str) -> Vec<String> {
     let Ok(config) = gw.dash_configs.get(&gw.proxy, prefix, None, timeout).await else {
         return Vec::new();
     };
-    let names = &gw.cookies.csrf;
+    let names = &gw.sessions.cookies.csrf;
     let before = names.current();
     let refused = names.learn(
         config.csrf_cookie.as_deref(),
         config.csrf_header.as_deref(),
-        |name| gw.cookies.is_session_cookie(name),
+        |name| gw.sessions.cookies.is_session_cookie(name),
     );
     for what in refused {
         tracing::warn!(prefix, name = %what, "the app declares a CSRF name the gateway will not use");
@@ -696,7 +561,8 @@ async fn pass(
         now,
     } = passed;
     if let Some(s) = session.as_ref().filter(|s| csrf::required(&method, s.via)) {
-        gw.check_csrf(req.headers(), &s.claims.sid, None, now)?;
+        gw.sessions
+            .check_csrf(req.headers(), &s.claims.sid, None, now)?;
     }
     let who = session.as_ref().map(|s| &*s.claims as &dyn Subject);
     let user = session.as_ref().map(|s| s.claims.sub.clone());
@@ -829,7 +695,7 @@ async fn pass(
     };
     let mcp_filter = mcp_plan.filter(|_| output_bound || restricted.is_some());
 
-    proxy_headers::sanitize_request(&mut parts.headers, &gw.cookies);
+    proxy_headers::sanitize_request(&mut parts.headers, &gw.sessions.cookies);
     if filter.is_some_and(|f| f.asks_identity(navigation)) || mcp_filter.is_some() {
         // An answer the gateway will read comes whole and uncompressed.
         for name in [header::ACCEPT_ENCODING, header::RANGE, header::IF_RANGE] {
@@ -851,7 +717,7 @@ async fn pass(
         let claims = session.as_ref().map(|s| Arc::clone(&s.claims));
         let ends: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = match &claims {
             Some(c) => Box::pin(crate::session::session_end(
-                Arc::clone(&gw.revocations),
+                Arc::clone(&gw.sessions.revocations),
                 Arc::clone(c),
             )),
             None => Box::pin(std::future::pending()),
@@ -876,7 +742,7 @@ async fn pass(
     });
     let assertion = match &session {
         Some(s) => Some(gw.assertions.get(
-            &gw.keys.current(),
+            &gw.sessions.keys.current(),
             &s.claims,
             &gw.config.token.assertion_audience,
             secs(gw.config.token.assertion_ttl),
@@ -920,7 +786,7 @@ async fn pass(
         )
         .await?;
     gw.metrics.upstream_latency(started.elapsed());
-    strip_our_set_cookies(&mut resp, &gw.cookies);
+    strip_our_set_cookies(&mut resp, &gw.sessions.cookies);
     if let Some(plan) = mcp_filter {
         let prefix = pages::app_prefix(&path.forward);
         let registry = gw

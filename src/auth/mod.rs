@@ -20,8 +20,8 @@ use crate::error::Error;
 use crate::http_util::{Response, content_type, full, json, redirect};
 use crate::names::canonical_name;
 use crate::proxy::read_body;
-use crate::server::Gateway;
 use crate::session::{Named, NamedUser, Outcome, Via, cookies, csrf, secs};
+use crate::state::Gateway;
 
 /// Largest body the auth endpoints read (a login form is a few hundred bytes).
 const MAX_AUTH_BODY: usize = 16 * 1024;
@@ -110,7 +110,7 @@ impl Carry {
         headers: &http::HeaderMap,
         now: i64,
     ) -> Result<Option<crate::session::Session>, Error> {
-        match gw.authenticate(headers, now).await? {
+        match gw.sessions.authenticate(headers, now).await? {
             Outcome::Authenticated(mut s) => {
                 self.cookies.append(&mut s.set_cookies);
                 Ok(Some(s))
@@ -144,7 +144,7 @@ async fn dispatch(
         ("/refresh", Method::POST) => refresh(gw, req).await,
         ("/userinfo", Method::GET | Method::HEAD) => userinfo(gw, &req, carry).await,
         ("/jwks.json", Method::GET | Method::HEAD) => {
-            let mut r = json(StatusCode::OK, &gw.keys.jwks());
+            let mut r = json(StatusCode::OK, &gw.sessions.keys.jwks());
             r.headers_mut().insert(
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("public, max-age=300"),
@@ -191,7 +191,7 @@ async fn dispatch(
 /// Ready when the user database and the state store both answer.
 async fn ready(gw: &Gateway) -> Result<(), Error> {
     gw.directory.ping().await?;
-    gw.store.ping().await
+    gw.sessions.store.ping().await
 }
 
 fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
@@ -227,7 +227,7 @@ fn render_login(
     status: StatusCode,
 ) -> Result<Response, Error> {
     let now = clock::now();
-    let token = csrf::issue(gw.keys.csrf_key(), csrf::Binding::Login, now)?;
+    let token = csrf::issue(gw.sessions.keys.csrf_key(), csrf::Binding::Login, now)?;
     let page = pages::login_page(
         &gw.config.auth_prefix,
         next,
@@ -237,7 +237,7 @@ fn render_login(
         sign_in_choices(gw),
     );
     let mut r = html(status, page);
-    let names = &gw.cookies;
+    let names = &gw.sessions.cookies;
     add_cookies(
         &mut r,
         cookies::set_cookie(
@@ -275,11 +275,11 @@ async fn signed_in(
     now: i64,
 ) -> Result<crate::session::Issued, Error> {
     if let Some(hash) = previous {
-        if let Some(old) = gw.store.family_of(hash, now).await? {
-            gw.revoke_session(&old.id, now).await?;
+        if let Some(old) = gw.sessions.store.family_of(hash, now).await? {
+            gw.sessions.revoke_session(&old.id, now).await?;
         }
     }
-    let issued = gw.start_session(user, now).await?;
+    let issued = gw.sessions.start_session(user, now).await?;
     gw.metrics.login("success");
     tracing::info!(event = "login", result = "success", user = %user.username, source = %user.source, sid = %issued.family.id, ip = %peer.ip());
     Ok(issued)
@@ -295,10 +295,10 @@ fn browser_signed_in(
     now: i64,
 ) -> Result<Response, Error> {
     let mut r = redirect(StatusCode::SEE_OTHER, next);
-    add_cookies(&mut r, gw.session_cookies(issued, now, true)?);
+    add_cookies(&mut r, gw.sessions.session_cookies(issued, now, true)?);
     add_cookies(
         &mut r,
-        cookies::set_cookie(&gw.cookies, spent, "", None, true),
+        cookies::set_cookie(&gw.sessions.cookies, spent, "", None, true),
     );
     Ok(r)
 }
@@ -367,10 +367,11 @@ fn parse_login(ct: Option<&str>, body: &Bytes) -> Result<LoginRequest, Error> {
 
 async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result<Response, Error> {
     let ct = content_type(req.headers());
-    let login_cookie = cookies::get(req.headers(), &gw.cookies.login_csrf).map(str::to_owned);
+    let login_cookie =
+        cookies::get(req.headers(), &gw.sessions.cookies.login_csrf).map(str::to_owned);
     // The session this browser already holds ends when it signs in again (session fixation:
     // nothing from before a sign-in keeps working).
-    let previous = gw.presented_session(req.headers());
+    let previous = gw.sessions.presented_session(req.headers());
     let body = read_body(
         req.into_body(),
         MAX_AUTH_BODY,
@@ -384,7 +385,7 @@ async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result
     if let Some(form) = &login.form {
         let next = redirect::safe_next(form.next.as_deref(), prefix);
         if csrf::check(
-            gw.keys.csrf_key(),
+            gw.sessions.keys.csrf_key(),
             login_cookie.as_deref(),
             form.csrf_token.as_deref(),
             csrf::Binding::Login,
@@ -475,7 +476,7 @@ async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result
     match login.form {
         Some(form) => {
             let next = redirect::safe_next(form.next.as_deref(), prefix);
-            browser_signed_in(gw, &issued, &next, &gw.cookies.login_csrf, now)
+            browser_signed_in(gw, &issued, &next, &gw.sessions.cookies.login_csrf, now)
         }
         None => Ok(token_response(gw, &issued, now)),
     }
@@ -514,7 +515,7 @@ async fn refresh(gw: &Gateway, req: Request<Incoming>) -> Result<Response, Error
         .await?;
         let j: RefreshJson = serde_json::from_slice(&body)
             .map_err(|_| Error::BadRequest("expected JSON {\"refresh_token\"}"))?;
-        return match gw.refresh(&j.refresh_token, now).await? {
+        return match gw.sessions.refresh(&j.refresh_token, now).await? {
             Some(issued) => Ok(token_response(gw, &issued, now)),
             None => Err(Error::Unauthenticated),
         };
@@ -522,15 +523,18 @@ async fn refresh(gw: &Gateway, req: Request<Incoming>) -> Result<Response, Error
     // Cookie flow: CSRF-checked against the session the refresh cookie belongs to, before the
     // token is spent (a forged request must not be able to rotate it away).
     let headers = req.headers();
-    let presented = cookies::get(headers, &gw.cookies.refresh).ok_or(Error::Unauthenticated)?;
+    let presented =
+        cookies::get(headers, &gw.sessions.cookies.refresh).ok_or(Error::Unauthenticated)?;
     let hash = crate::token::refresh::parse(presented).ok_or(Error::Unauthenticated)?;
     let family = gw
+        .sessions
         .store
         .family_of(hash, now)
         .await?
         .ok_or(Error::Unauthenticated)?;
-    gw.check_csrf(headers, &family.id, None, now)?;
+    gw.sessions.check_csrf(headers, &family.id, None, now)?;
     let issued = gw
+        .sessions
         .refresh(presented, now)
         .await?
         .ok_or(Error::Unauthenticated)?;
@@ -538,7 +542,7 @@ async fn refresh(gw: &Gateway, req: Request<Incoming>) -> Result<Response, Error
         StatusCode::OK,
         &serde_json::json!({"token_type": "Bearer", "expires_in": issued.claims.exp.saturating_sub(now)}),
     );
-    add_cookies(&mut r, gw.session_cookies(&issued, now, false)?);
+    add_cookies(&mut r, gw.sessions.session_cookies(&issued, now, false)?);
     Ok(r)
 }
 
@@ -584,7 +588,7 @@ async fn metrics(
         (
             "dashgate_revocation_entries",
             "Entries in the in-memory revocation set.",
-            gw.revocations.len() as u64,
+            gw.sessions.revocations.len() as u64,
         ),
         (
             "dashgate_policy_rules",
@@ -631,7 +635,7 @@ async fn logout_page(
             // A fresh token of this session for the form: the CSRF check accepts it beside the
             // session's cookie, which authenticate() has already repaired if it was missing.
             let token = csrf::issue(
-                gw.keys.csrf_key(),
+                gw.sessions.keys.csrf_key(),
                 csrf::Binding::Session(&s.claims.sid),
                 now,
             )?;
@@ -679,7 +683,11 @@ async fn check_password(
 ) -> Result<PasswordCheck, Error> {
     let limits = gw.config.login;
     let attempt_keys = throttle::keys(peer.ip(), username.unwrap_or("-invalid-"));
-    let counts = gw.store.attempts(attempt_keys.clone(), now).await?;
+    let counts = gw
+        .sessions
+        .store
+        .attempts(attempt_keys.clone(), now)
+        .await?;
     let now_ms = clock::now_ms();
     let wait = throttle::wait(&limits, &counts, now_ms);
     if wait > 0 {
@@ -687,14 +695,16 @@ async fn check_password(
     }
     let reason = match sources::check(gw, username, password).await? {
         sources::Checked::Accepted(u) => {
-            gw.store
+            gw.sessions
+                .store
                 .reset_attempts(throttle::keys_to_reset(peer.ip(), &u.username))
                 .await?;
             return Ok(PasswordCheck::Accepted(u));
         }
         sources::Checked::Refused(reason) => reason,
     };
-    gw.store
+    gw.sessions
+        .store
         .record_failure(attempt_keys, now_ms, limits.window.max(limits.lockout))
         .await?;
     let user = username.unwrap_or("-");
@@ -723,7 +733,7 @@ async fn logout(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Resul
 
     // Which session is this? Read without refreshing it: a logout ends it, whatever state its
     // tokens are in.
-    let named = gw.identify(&headers, now).await?;
+    let named = gw.sessions.identify(&headers, now).await?;
     if let Some(n) = named.as_ref().filter(|n| n.via == Via::Cookie) {
         let form_token = (ct.as_deref() == Some("application/x-www-form-urlencoded"))
             .then(|| {
@@ -732,7 +742,8 @@ async fn logout(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Resul
                     .map(|(_, v)| v.into_owned())
             })
             .flatten();
-        gw.check_csrf(&headers, &n.sid, form_token.as_deref(), now)?;
+        gw.sessions
+            .check_csrf(&headers, &n.sid, form_token.as_deref(), now)?;
     }
     let via = named.as_ref().map_or(Via::Cookie, |n| n.via);
     let (sid, claims, family_user) = match named {
@@ -749,10 +760,10 @@ async fn logout(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Resul
         None => (None, None, None),
     };
     if let Some(sid) = &sid {
-        gw.revoke_session(sid, now).await?;
+        gw.sessions.revoke_session(sid, now).await?;
     }
     if let Some(c) = &claims {
-        gw.revoke_token(c, now).await?;
+        gw.sessions.revoke_token(c, now).await?;
     }
     tracing::info!(event = "logout", user = claims.as_ref().map_or("-", |c| c.sub.as_str()), sid = sid.as_deref().unwrap_or("-"), ip = %peer.ip());
 
@@ -792,7 +803,7 @@ async fn logout(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Resul
         "clear-site-data",
         HeaderValue::from_static("\"cache\", \"storage\""),
     );
-    add_cookies(&mut r, gw.clear_cookies());
+    add_cookies(&mut r, gw.sessions.clear_cookies());
     Ok(r)
 }
 
@@ -821,7 +832,7 @@ fn password_form(
     now: i64,
 ) -> Result<Response, Error> {
     let token = csrf::issue(
-        gw.keys.csrf_key(),
+        gw.sessions.keys.csrf_key(),
         csrf::Binding::Session(&session.claims.sid),
         now,
     )?;
@@ -908,11 +919,13 @@ async fn change_password(
     // changes: an inline refresh spends the refresh token, and a refusal after it would leave
     // the browser with a spent one.
     let named = gw
+        .sessions
         .identify(&headers, now)
         .await?
         .ok_or(Error::Unauthenticated)?;
     if named.via == Via::Cookie {
-        gw.check_csrf(&headers, &named.sid, change.csrf_token.as_deref(), now)?;
+        gw.sessions
+            .check_csrf(&headers, &named.sid, change.csrf_token.as_deref(), now)?;
     }
     let session = carry
         .authenticate(gw, &headers, now)
@@ -986,9 +999,10 @@ async fn change_password(
     let hash = gw.hasher.hash(change.new).await?;
     gw.directory.set_password(user.clone(), hash).await?;
     let ended = gw
+        .sessions
         .end_user_sessions(&account, "password changed", now)
         .await?;
-    let issued = gw.start_session(&account, now).await?;
+    let issued = gw.sessions.start_session(&account, now).await?;
     tracing::info!(event = "password_change", result = "success", user = %user, sid = %issued.family.id, sessions_ended = ended);
     if change.form {
         let prefix = &gw.config.auth_prefix;
@@ -996,7 +1010,7 @@ async fn change_password(
             StatusCode::SEE_OTHER,
             &format!("{prefix}/password?changed={}", ended.saturating_sub(1)),
         );
-        add_cookies(&mut r, gw.session_cookies(&issued, now, true)?);
+        add_cookies(&mut r, gw.sessions.session_cookies(&issued, now, true)?);
         Ok(r)
     } else {
         Ok(token_response(gw, &issued, now))

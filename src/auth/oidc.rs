@@ -14,8 +14,8 @@ use crate::directory::ExternalUser;
 use crate::error::Error;
 use crate::http_util::Response;
 use crate::oidc::{self, SignInError, flow};
-use crate::server::Gateway;
 use crate::session::{cookies, secs};
+use crate::state::Gateway;
 
 /// What a user reads when the provider's answer is refused (the reason is in the log).
 const SIGN_IN_FAILED: &str =
@@ -46,13 +46,13 @@ pub async fn start(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, Er
         }
         Err(e) => return Err(e),
     };
-    let sealed = flow::seal(gw.keys.csrf_key(), &started.pending)?;
+    let sealed = flow::seal(gw.sessions.keys.csrf_key(), &started.pending)?;
     let mut r = redirect_to(&url)?;
     add_cookies(
         &mut r,
         cookies::set_cookie(
-            &gw.cookies,
-            &gw.cookies.oidc,
+            &gw.sessions.cookies,
+            &gw.sessions.cookies.oidc,
             &sealed,
             Some(flow::FLOW_TTL),
             true,
@@ -82,7 +82,13 @@ fn back_to_login(
     let mut r = render_login(gw, next, "", Some(message), status)?;
     add_cookies(
         &mut r,
-        cookies::set_cookie(&gw.cookies, &gw.cookies.oidc, "", None, true),
+        cookies::set_cookie(
+            &gw.sessions.cookies,
+            &gw.sessions.cookies.oidc,
+            "",
+            None,
+            true,
+        ),
     );
     Ok(r)
 }
@@ -112,8 +118,8 @@ pub async fn callback(
     let home = redirect::safe_next(None, prefix);
     let state = query_param(req, "state").unwrap_or_default();
     let pending = match flow::open(
-        gw.keys.csrf_key(),
-        cookies::get(req.headers(), &gw.cookies.oidc),
+        gw.sessions.keys.csrf_key(),
+        cookies::get(req.headers(), &gw.sessions.cookies.oidc),
         &state,
         now,
     ) {
@@ -175,7 +181,7 @@ pub async fn callback(
             return back_to_login(gw, &next, NOT_ALLOWED, StatusCode::FORBIDDEN);
         }
     };
-    let previous = gw.presented_session(req.headers());
+    let previous = gw.sessions.presented_session(req.headers());
     let issued = super::signed_in(gw, peer, &user, previous, now).await?;
-    super::browser_signed_in(gw, &issued, &next, &gw.cookies.oidc, now)
+    super::browser_signed_in(gw, &issued, &next, &gw.sessions.cookies.oidc, now)
 }

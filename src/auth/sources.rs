@@ -10,7 +10,7 @@ use crate::config::SourceKind;
 use crate::directory::ldap::{self, Verdict};
 use crate::directory::{self, ExternalUser, Provisioned, User};
 use crate::error::Error;
-use crate::server::Gateway;
+use crate::state::Gateway;
 
 /// The result of checking a password (throttling is the caller's).
 pub enum Checked {

@@ -1,7 +1,10 @@
-//! Sessions: who is making this request. Verifies the bearer token or the access cookie, and
-//! when the access cookie is missing or expired but the refresh cookie is good, refreshes
-//! inline (Dash apps never call a refresh endpoint): the request goes on authenticated and its
-//! response carries the new cookies.
+//! Sessions: who is making this request. [`Sessions`] is the session service: it owns the
+//! signing keys, the state store, the revocation set and the caches, and it is the only
+//! reader of credentials. It verifies the bearer token or the access cookie, and when the
+//! access cookie is missing or expired but the refresh cookie is good, refreshes inline (Dash
+//! apps never call a refresh endpoint): the request goes on authenticated and its response
+//! carries the new cookies. It starts, refreshes and ends sessions, builds their cookies, and
+//! makes the one CSRF decision.
 
 pub mod cookies;
 pub mod csrf;
@@ -10,11 +13,14 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue, header};
 
-use crate::config::SessionMode;
-use crate::directory::User;
+use crate::config::{SessionConfig, SessionMode, TokenConfig};
+use crate::directory::{Directory, User};
 use crate::error::Error;
-use crate::server::Gateway;
+use crate::metrics::Metrics;
 use crate::store::{Family, RefreshPolicy, Revocation, RevocationKind, Rotation};
+use crate::store::{RevocationSet, Store};
+use crate::token::keys::KeyRing;
+use crate::token::verified::VerifiedTokens;
 use crate::token::{AccessClaims, jwt, refresh};
 
 /// How the request proved its identity.
@@ -34,6 +40,23 @@ pub struct Session {
     pub via: Via,
     /// Cookies to set on the response (after an inline refresh, or a missing CSRF cookie).
     pub set_cookies: Vec<HeaderValue>,
+}
+
+/// The session service: everything a session is made of and checked against.
+pub struct Sessions {
+    pub token: TokenConfig,
+    pub settings: SessionConfig,
+    pub keys: KeyRing,
+    pub cookies: cookies::CookieNames,
+    pub store: Store,
+    pub revocations: Arc<RevocationSet>,
+    /// Who a refreshed session belongs to now (disabled users end there).
+    pub directory: Directory,
+    pub metrics: Arc<Metrics>,
+    /// Server-mode session claims (`session.mode = "server"`).
+    pub session_cache: SessionCache,
+    /// Access tokens already verified (signature and claims), so a repeat skips Ed25519.
+    pub verified: VerifiedTokens,
 }
 
 /// How often an open connection (a WebSocket) checks whether its session still stands.
@@ -72,9 +95,9 @@ pub struct Issued {
     pub family: Family,
 }
 
-impl Gateway {
+impl Sessions {
     pub fn refresh_policy(&self) -> RefreshPolicy {
-        let s = &self.config.session;
+        let s = &self.settings;
         RefreshPolicy {
             idle: secs(s.refresh_idle_ttl),
             absolute: secs(s.refresh_absolute_ttl),
@@ -85,10 +108,10 @@ impl Gateway {
     fn expect(&self, now: i64) -> jwt::Expect<'_> {
         jwt::Expect {
             typ: jwt::ACCESS_TYP,
-            issuer: &self.config.token.issuer,
-            audience: &self.config.token.audience,
+            issuer: &self.token.issuer,
+            audience: &self.token.audience,
             now,
-            leeway: secs(self.config.token.leeway),
+            leeway: secs(self.token.leeway),
         }
     }
 
@@ -122,8 +145,8 @@ impl Gateway {
     /// lifetime.
     fn claims_for(&self, user: &User, family: &Family, now: i64) -> Result<AccessClaims, Error> {
         Ok(AccessClaims {
-            iss: self.config.token.issuer.clone(),
-            aud: self.config.token.audience.clone(),
+            iss: self.token.issuer.clone(),
+            aud: self.token.audience.clone(),
             sub: user.username.clone(),
             roles: user.roles.clone(),
             permissions: user.permissions.clone(),
@@ -131,7 +154,7 @@ impl Gateway {
             jti: crate::token::random_id()?,
             iat: now,
             nbf: now,
-            exp: now.saturating_add(secs(self.config.token.access_ttl)),
+            exp: now.saturating_add(secs(self.token.access_ttl)),
         })
     }
 
@@ -286,7 +309,7 @@ impl Gateway {
             kind: RevocationKind::Token,
             value: claims.jti.clone(),
             created_at: now,
-            expires_at: claims.exp.saturating_add(secs(self.config.token.leeway)),
+            expires_at: claims.exp.saturating_add(secs(self.token.leeway)),
         };
         self.revocations.insert(r.clone());
         self.store.add_revocation(r).await
@@ -294,7 +317,7 @@ impl Gateway {
 
     /// After this time no access token issued now can be valid.
     pub fn revocation_horizon(&self, now: i64) -> i64 {
-        self.config.token.revocation_horizon(now)
+        self.token.revocation_horizon(now)
     }
 
     /// `Set-Cookie` values for a newly issued session. The CSRF cookie is bound to the session
@@ -308,7 +331,7 @@ impl Gateway {
         let names = &self.cookies;
         let lifetime = issued.family.absolute_expires_at.saturating_sub(now);
         let mut out = Vec::with_capacity(3);
-        if self.config.session.mode == SessionMode::Server {
+        if self.settings.mode == SessionMode::Server {
             // One opaque cookie; the record is in the store.
             if let Some(r) = &issued.refresh_token {
                 out.extend(cookies::set_cookie(
@@ -390,7 +413,7 @@ impl Gateway {
         let age = claims
             .exp
             .saturating_sub(now)
-            .max(secs(self.config.session.refresh_idle_ttl));
+            .max(secs(self.settings.refresh_idle_ttl));
         self.csrf_cookies_named(&missing, &claims.sid, now, age)
     }
 
@@ -419,7 +442,7 @@ impl Gateway {
             };
         }
         let names = &self.cookies;
-        if self.config.session.mode == SessionMode::Server {
+        if self.settings.mode == SessionMode::Server {
             let Some(token) = cookies::get(headers, &names.session) else {
                 return Ok(Outcome::Anonymous { clear: Vec::new() });
             };
@@ -460,7 +483,7 @@ impl Gateway {
             Some(issued) => {
                 let missing = self.csrf_cookies_missing(headers, &issued.family.id, now);
                 let mut set_cookies = self.session_cookies(&issued, now, false)?;
-                let age = secs(self.config.session.refresh_idle_ttl);
+                let age = secs(self.settings.refresh_idle_ttl);
                 set_cookies.extend(self.csrf_cookies_named(
                     &missing,
                     &issued.family.id,
@@ -480,7 +503,7 @@ impl Gateway {
     }
 }
 
-impl Gateway {
+impl Sessions {
     /// The CSRF cookie names under which the request carries no valid token of session `sid`.
     fn csrf_cookies_missing(&self, headers: &HeaderMap, sid: &str, now: i64) -> Vec<String> {
         let names = self.cookies.csrf.current();
@@ -575,7 +598,7 @@ impl Gateway {
     }
 }
 
-impl Gateway {
+impl Sessions {
     /// The session a browser's cookies hold beyond the access token: the refresh cookie's
     /// token, or in server mode the session cookie's (both are refresh-family tokens).
     pub fn presented_session(&self, headers: &HeaderMap) -> Option<refresh::RefreshKey> {
@@ -585,7 +608,7 @@ impl Gateway {
     }
 }
 
-/// A session as [`Gateway::identify`] found it.
+/// A session as [`Sessions::identify`] found it.
 #[derive(Debug)]
 pub struct Named {
     /// The session (refresh family) id.
