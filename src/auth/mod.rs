@@ -1,10 +1,10 @@
 //! The gateway's own endpoints under the auth prefix (`/auth` by default): login, logout,
 //! refresh, userinfo, JWKS, health and readiness.
 
-mod oidc;
+mod oidc_endpoints;
 pub mod pages;
 pub mod redirect;
-pub mod sources;
+pub mod sign_in;
 pub mod throttle;
 
 use std::net::SocketAddr;
@@ -139,8 +139,8 @@ async fn dispatch(
         ("/password", Method::GET | Method::HEAD) => password_page(gw, &req, carry).await,
         ("/password", Method::POST) => change_password(gw, peer, req, carry).await,
         ("/metrics", Method::GET) => metrics(gw, &req, carry).await,
-        ("/oidc/start", Method::GET | Method::HEAD) => oidc::start(gw, &req).await,
-        ("/oidc/callback", Method::GET) => oidc::callback(gw, peer, &req).await,
+        ("/oidc/start", Method::GET | Method::HEAD) => oidc_endpoints::start(gw, &req).await,
+        ("/oidc/callback", Method::GET) => oidc_endpoints::callback(gw, peer, &req).await,
         ("/refresh", Method::POST) => refresh(gw, req).await,
         ("/userinfo", Method::GET | Method::HEAD) => userinfo(gw, &req, carry).await,
         ("/jwks.json", Method::GET | Method::HEAD) => {
@@ -670,7 +670,7 @@ enum PasswordCheck {
 /// The one place a password is checked (login, password change). Counters for the client
 /// address, the (canonical) username and the pair come first, before any password work; names
 /// that are not valid usernames (`None`) share one counter. Then the sources in their order
-/// ([`sources::check`]: one argon2id verification for local users and unknown names alike, a
+/// ([`sign_in::check`]: one argon2id verification for local users and unknown names alike, a
 /// bind for directory users). A failure is counted (and a lockout it starts is logged); a
 /// success clears the username's counters. A source that is down is an error (503), not a
 /// failure.
@@ -693,15 +693,15 @@ async fn check_password(
     if wait > 0 {
         return Ok(PasswordCheck::Throttled(wait));
     }
-    let reason = match sources::check(gw, username, password).await? {
-        sources::Checked::Accepted(u) => {
+    let reason = match sign_in::check(gw, username, password).await? {
+        sign_in::Checked::Accepted(u) => {
             gw.sessions
                 .store
                 .reset_attempts(throttle::keys_to_reset(peer.ip(), &u.username))
                 .await?;
             return Ok(PasswordCheck::Accepted(u));
         }
-        sources::Checked::Refused(reason) => reason,
+        sign_in::Checked::Refused(reason) => reason,
     };
     gw.sessions
         .store
@@ -789,7 +789,7 @@ async fn logout(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Resul
         }
         json(StatusCode::OK, &body)
     } else if let Some(url) = &end_session {
-        oidc::redirect_to(url)?
+        oidc_endpoints::redirect_to(url)?
     } else {
         redirect(
             StatusCode::SEE_OTHER,

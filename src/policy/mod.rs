@@ -34,7 +34,7 @@ pub struct PolicyError {
 
 /// What applies to paths no rule matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Default {
+pub enum DefaultAccess {
     /// Any signed-in user.
     Authenticated,
     /// Nobody (403 for signed-in users).
@@ -177,7 +177,7 @@ enum OutputPattern {
 /// A validated policy.
 #[derive(Debug)]
 pub struct Policy {
-    pub default: Default,
+    pub default: DefaultAccess,
     rules: Vec<Rule>,
     paths: PathMatcher,
     exact_outputs: HashMap<String, Vec<usize>>,
@@ -222,7 +222,7 @@ impl std::default::Default for McpAccess {
 impl std::default::Default for Policy {
     fn default() -> Policy {
         Policy {
-            default: Default::Authenticated,
+            default: DefaultAccess::Authenticated,
             rules: Vec::new(),
             paths: PathMatcher::default(),
             exact_outputs: HashMap::new(),
@@ -257,9 +257,11 @@ impl Policy {
         for (k, v) in &table {
             match (k.as_str(), v) {
                 ("default", Value::String(s)) if s == "authenticated" => {
-                    policy.default = Default::Authenticated
+                    policy.default = DefaultAccess::Authenticated
                 }
-                ("default", Value::String(s)) if s == "deny" => policy.default = Default::Deny,
+                ("default", Value::String(s)) if s == "deny" => {
+                    policy.default = DefaultAccess::Deny
+                }
                 ("default", other) => {
                     return Err(format!(
                         "`default` must be \"authenticated\" or \"deny\", got {other}"
@@ -306,7 +308,7 @@ impl Policy {
             }
         }
         policy.restricts_paths =
-            policy.default == Default::Deny || policy.rules.iter().any(|r| !r.public);
+            policy.default == DefaultAccess::Deny || policy.rules.iter().any(|r| !r.public);
         Ok(policy)
     }
 
@@ -562,7 +564,7 @@ impl Policy {
             (_, None) => Verdict::NeedLogin,
             (Some(r), Some(w)) if r.allows(w) => Verdict::Allow,
             (Some(r), Some(_)) => Verdict::Forbidden(format!("rule {}", r.number)),
-            (None, Some(_)) if self.default == Default::Authenticated => Verdict::Allow,
+            (None, Some(_)) if self.default == DefaultAccess::Authenticated => Verdict::Allow,
             (None, Some(_)) => Verdict::Forbidden("default".to_owned()),
         }
     }

@@ -361,6 +361,6 @@ fn reload_keeps_the_old_policy_when_the_new_one_is_invalid()
     assert!(!h.reload(false)?, "the same broken text is not re-reported");
     std::fs::write(&file, "default = \"deny\"\n")?;
     assert!(h.reload(false)?);
-    assert_eq!(h.current().default, Default::Deny);
+    assert_eq!(h.current().default, DefaultAccess::Deny);
     Ok(())
 }

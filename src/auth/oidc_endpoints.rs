@@ -173,9 +173,9 @@ pub async fn callback(
         id_is_stable: true,
         roles: identity.roles,
     };
-    let user = match super::sources::provisioned(gw, external).await? {
-        super::sources::Checked::Accepted(u) => u,
-        super::sources::Checked::Refused(reason) => {
+    let user = match super::sign_in::provisioned(gw, external).await? {
+        super::sign_in::Checked::Accepted(u) => u,
+        super::sign_in::Checked::Refused(reason) => {
             gw.metrics.login("failure");
             tracing::info!(event = "login", source = oidc::SOURCE, result = "failure", reason, user = %identity.username, ip = %peer.ip());
             return back_to_login(gw, &next, NOT_ALLOWED, StatusCode::FORBIDDEN);
