@@ -285,7 +285,7 @@ fn prune_embedded(result: &mut Json, hidden: &Hidden) -> Result<(), &'static str
         }
     }
     if let Some(structured) = result.get_mut("structuredContent") {
-        *structured = prune_value(structured, hidden)?;
+        *structured = prune::value(structured, hidden).map_err(|e| e.0)?;
     }
     Ok(())
 }
@@ -297,27 +297,11 @@ fn prune_text_member(item: &mut Json, hidden: &Hidden) -> Result<(), &'static st
     let Ok(inner) = serde_json::from_str::<Json>(text) else {
         return Ok(());
     };
-    let pruned = prune_value(&inner, hidden)?;
+    let pruned = prune::value(&inner, hidden).map_err(|e| e.0)?;
     if pruned != inner {
         item["text"] = Json::String(pruned.to_string());
     }
     Ok(())
-}
-
-/// A callback answer is pruned as one; anything else as a layout.
-fn prune_value(v: &Json, hidden: &Hidden) -> Result<Json, &'static str> {
-    let bytes = serde_json::to_vec(v).map_err(|_| "a value that cannot be written")?;
-    let is_answer = v.get("response").is_some() || v.get("sideUpdate").is_some();
-    let pruned = if is_answer {
-        prune::callback(&bytes, hidden)
-    } else {
-        prune::layout(&bytes, hidden)
-    }
-    .map_err(|e| e.0)?;
-    match pruned {
-        Some(new) => serde_json::from_slice(&new).map_err(|_| "a pruned value that is not JSON"),
-        None => Ok(v.clone()),
-    }
 }
 
 /// `resources/read`: the layouts lose hidden components; the component and clientside lists
@@ -366,7 +350,7 @@ fn prune_resource(
                     });
                 }
             }
-            _ => inner = prune_value(&inner, hidden)?,
+            _ => inner = prune::value(&inner, hidden).map_err(|e| e.0)?,
         }
         item["text"] = Json::String(inner.to_string());
     }

@@ -316,7 +316,7 @@ pub fn prune_app_frame(text: &str, hidden: &Hidden) -> Result<Option<String>, &'
                 let payload = &mut message["payload"];
                 if payload.get("status").and_then(Json::as_str) == Some("ok") {
                     if let Some(data) = payload.get_mut("data") {
-                        *data = prune_answer(data, hidden)?;
+                        *data = prune::value(data, hidden).map_err(|e| e.0)?;
                     }
                 }
                 kept.push(message);
@@ -332,7 +332,7 @@ pub fn prune_app_frame(text: &str, hidden: &Hidden) -> Result<Option<String>, &'
                 // A set_props is what a callback answer calls a side update.
                 let answer =
                     json!({"multi": true, "response": {}, "sideUpdate": {id.clone(): props}});
-                let pruned = prune_answer(&answer, hidden)?;
+                let pruned = prune::value(&answer, hidden).map_err(|e| e.0)?;
                 if let Some(props) = pruned.get("sideUpdate").and_then(|r| r.get(&id)) {
                     message["payload"]["props"] = props.clone();
                     kept.push(message);
@@ -356,15 +356,6 @@ pub fn prune_app_frame(text: &str, hidden: &Hidden) -> Result<Option<String>, &'
             .map(Some)
             .map_err(|_| "a pruned message that is not text"),
         None => Ok(Some(text)),
-    }
-}
-
-/// A callback answer (`{"multi": true, "response": …}`) pruned like one that came over HTTP.
-fn prune_answer(data: &Json, hidden: &Hidden) -> Result<Json, &'static str> {
-    let bytes = serde_json::to_vec(data).map_err(|_| "an answer that cannot be written")?;
-    match prune::callback(&bytes, hidden).map_err(|e| e.0)? {
-        Some(new) => serde_json::from_slice(&new).map_err(|_| "a pruned answer that is not JSON"),
-        None => Ok(data.clone()),
     }
 }
 

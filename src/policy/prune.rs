@@ -108,6 +108,28 @@ pub fn layout(b: &[u8], hidden: &Hidden) -> Result<Option<Vec<u8>>, PruneError> 
     Ok(Some(scan::apply(b, &found.splices)))
 }
 
+/// Prune a value already parsed (a WebSocket message's data, an MCP result): as a callback
+/// answer when it has a member only answers have (`multi`, `response`, `sideUpdate`,
+/// `progress`), otherwise as a layout (hidden
+/// components anywhere in it). Unchanged when nothing is hidden in it.
+pub fn value(v: &Json, hidden: &Hidden) -> Result<Json, PruneError> {
+    let bytes = serde_json::to_vec(v).map_err(|_| PruneError("a value that cannot be written"))?;
+    let is_answer = ["multi", "response", "sideUpdate", "progress"]
+        .iter()
+        .any(|k| v.get(k).is_some());
+    let pruned = if is_answer {
+        callback(&bytes, hidden)?
+    } else {
+        layout(&bytes, hidden)?
+    };
+    match pruned {
+        Some(new) => {
+            serde_json::from_slice(&new).map_err(|_| PruneError("a pruned value that is not JSON"))
+        }
+        None => Ok(v.clone()),
+    }
+}
+
 /// Prune a `_dash-update-component` answer (`{"response": {id: {prop: value}}, "sideUpdate":
 /// {id: {prop: value}}, "progress": {"id.prop": value}, …}`): hidden components inside any
 /// value are replaced; entries for components hidden from this user — or, in `progress` and
