@@ -172,3 +172,57 @@ def start_gateway(
         stop(proc)
         raise
     return proc
+
+
+def start_chromium(tmp_path: Path, logs: tuple[str, ...] = ("performance",)):
+    """A fresh headless Chromium (Debian's chromium + chromium-driver, or $CHROMIUM_BIN and
+    $CHROMEDRIVER_BIN) with its own profile under `tmp_path`, keeping the named Chrome logs
+    (`performance`: network events; `browser`: the console). The caller quits it."""
+    import pytest
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    chromium = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
+    chromedriver = os.environ.get("CHROMEDRIVER_BIN", "/usr/bin/chromedriver")
+    for p in (chromium, chromedriver):
+        if not os.access(p, os.X_OK):
+            pytest.fail(f"{p} missing (apt-get install chromium chromium-driver)", pytrace=False)
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir()
+    opts = Options()
+    opts.binary_location = chromium
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        f"--user-data-dir={profile}",
+    ):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {name: "ALL" for name in logs})
+    service = Service(executable_path=chromedriver, log_output=str(tmp_path / "chromedriver.log"))
+    drv = webdriver.Chrome(service=service, options=opts)
+    drv.set_page_load_timeout(30)
+    return drv
+
+
+def dash_interpreter(version: str) -> Path:
+    """The Python of `.venv-dash<version>` (made by scripts/test from
+    tests/dash/requirements-dash<version>.txt); the test fails with the command to make it when
+    it is missing."""
+    import pytest
+
+    python = REPO_ROOT / f".venv-dash{version}" / "bin" / "python"
+    if not python.exists():
+        pytest.fail(
+            f"{python} is missing: DASHGATE_VENV=.venv-dash{version} scripts/venv tests/dash/requirements-dash{version}.txt",
+            pytrace=False,
+        )
+    return python

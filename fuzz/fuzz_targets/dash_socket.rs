@@ -4,38 +4,14 @@
 //! and no `set_props` for one.
 #![no_main]
 
-use std::sync::{Arc, LazyLock};
-
 use dashgate::dash_socket::prune_app_frame;
-use dashgate::policy::Policy;
 use dashgate::policy::dash::ComponentId;
-use dashgate::policy::prune::Hidden;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
-const POLICY: &str = include_str!("../../tests/fixtures/components.toml");
-
-#[path = "shared/viewer.rs"]
-mod viewer;
-use viewer::Viewer;
-
-static HIDDEN: LazyLock<Hidden> = LazyLock::new(|| {
-    let policy = Arc::new(Policy::parse(POLICY).unwrap_or_else(|e| panic!("{e}")));
-    policy
-        .hidden_components(Some(&Viewer))
-        .unwrap_or_else(|| panic!("the viewer fails both rules"))
-});
-
-fn leaks(v: &Value) -> bool {
-    if HIDDEN.hides(v).is_some() {
-        return true;
-    }
-    match v {
-        Value::Array(items) => items.iter().any(leaks),
-        Value::Object(map) => map.values().any(leaks),
-        _ => false,
-    }
-}
+#[path = "shared/hidden.rs"]
+mod hidden;
+use hidden::{HIDDEN, leaks};
 
 /// A `set_props` message for a component the viewer may not see.
 fn sets_hidden(m: &Value) -> bool {

@@ -4,39 +4,15 @@
 //! operation that could write into a child it may not see.
 #![no_main]
 
-use std::sync::{Arc, LazyLock};
-
-use dashgate::policy::Policy;
 use dashgate::policy::prune::{self, Hidden};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
-const POLICY: &str = include_str!("../../tests/fixtures/components.toml");
-
-#[path = "shared/viewer.rs"]
-mod viewer;
-use viewer::Viewer;
+#[path = "shared/hidden.rs"]
+mod hidden;
+use hidden::{HIDDEN, leaks};
 
 type Prune = fn(&[u8], &Hidden) -> Result<Option<Vec<u8>>, prune::PruneError>;
-
-static HIDDEN: LazyLock<Hidden> = LazyLock::new(|| {
-    let policy = Arc::new(Policy::parse(POLICY).unwrap_or_else(|e| panic!("{e}")));
-    policy
-        .hidden_components(Some(&Viewer))
-        .unwrap_or_else(|| panic!("the viewer fails both rules"))
-});
-
-/// Any component below `v` (or `v` itself) that the viewer may not see.
-fn leaks(v: &Value) -> bool {
-    if HIDDEN.hides(v).is_some() {
-        return true;
-    }
-    match v {
-        Value::Array(items) => items.iter().any(leaks),
-        Value::Object(map) => map.values().any(leaks),
-        _ => false,
-    }
-}
 
 /// A `Patch` operation below `v` whose location goes through a component's `props`.
 fn patches_into_props(v: &Value) -> bool {

@@ -46,6 +46,7 @@ from processes import (  # noqa: E402  (tests/processes.py, shared with tests/da
     free_port,
     gateway_binary,
     start,
+    start_chromium,
     start_gateway,
     stop,
     wait_until_ready,
@@ -220,39 +221,8 @@ end_session = true
 
 @pytest.fixture
 def driver(tmp_path: Path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    chromium = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
-    chromedriver = os.environ.get("CHROMEDRIVER_BIN", "/usr/bin/chromedriver")
-    for p in (chromium, chromedriver):
-        if not os.access(p, os.X_OK):
-            pytest.fail(f"{p} missing (apt-get install chromium chromium-driver)", pytrace=False)
-
-    profile = tmp_path / "chromium-profile"
-    profile.mkdir()
-    opts = Options()
-    opts.binary_location = chromium
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,900",
-        f"--user-data-dir={profile}",
-    ):
-        opts.add_argument(arg)
     # Network events, so a test can read the answers the browser received (test_pruning.py).
-    opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    service = Service(executable_path=chromedriver, log_output=str(tmp_path / "chromedriver.log"))
-    drv = webdriver.Chrome(service=service, options=opts)
-    drv.set_page_load_timeout(30)
+    drv = start_chromium(tmp_path, logs=("performance",))
     try:
         yield drv
     finally:

@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from attack_site import PREFIX, Site  # noqa: E402  (tests/dash/attack_site.py)
 from processes import (  # noqa: E402  (tests/processes.py, shared with tests/browser)
     LOGS,
-    REPO_ROOT,
     add_roles_and_users,
     all_logs,
+    dash_interpreter,
     free_port,
     gateway_binary,
     start,
@@ -41,20 +41,10 @@ POLICY = HERE / "policy.toml"
 VERSIONS = [v.strip() for v in os.environ.get("DASH_VERSIONS", "2,3,4").split(",") if v.strip()]
 
 
-def interpreter(version: str) -> Path:
-    python = REPO_ROOT / f".venv-dash{version}" / "bin" / "python"
-    if not python.exists():
-        pytest.fail(
-            f"{python} is missing: DASHGATE_VENV=.venv-dash{version} scripts/venv tests/dash/requirements-dash{version}.txt",
-            pytrace=False,
-        )
-    return python
-
-
 @pytest.fixture(scope="session", params=VERSIONS, ids=lambda v: f"dash{v}")
 def site(request):
     version = request.param
-    python = interpreter(version)
+    python = dash_interpreter(version)
     try:
         gateway_bin = gateway_binary()
     except RuntimeError as e:

@@ -38,12 +38,13 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from processes import (  # noqa: E402  (tests/processes.py, shared with tests/browser and tests/dash)
     LOGS,
-    REPO_ROOT,
     add_roles_and_users,
     all_logs,
+    dash_interpreter,
     free_port,
     gateway_binary,
     start,
+    start_chromium,
     start_gateway,
     stop,
     wait_until_ready,
@@ -51,7 +52,6 @@ from processes import (  # noqa: E402  (tests/processes.py, shared with tests/br
 
 HERE = Path(__file__).resolve().parent
 POLICY = HERE / "policy.toml"
-PYTHON = REPO_ROOT / ".venv-dash4" / "bin" / "python"
 DASH_VERSION = "4.4.1"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -90,21 +90,12 @@ def gateway_bin() -> Path:
         pytest.fail(str(e), pytrace=False)
 
 
-def _interpreter() -> Path:
-    if not PYTHON.exists():
-        pytest.fail(
-            f"{PYTHON} is missing: DASHGATE_VENV=.venv-dash4 scripts/venv tests/dash/requirements-dash4.txt",
-            pytrace=False,
-        )
-    return PYTHON
-
-
 @contextmanager
 def _app(name: str, script: str, workdir: Path):
     """Start tests/dash4/`script` on a free port; yields its URL once it serves its layout."""
     port = free_port()
     env = dict(os.environ, PORT=str(port), PYTHONUNBUFFERED="1")
-    proc = start(name, [str(_interpreter()), str(HERE / script)], HERE, workdir / f"{script}.log", env)
+    proc = start(name, [str(dash_interpreter("4")), str(HERE / script)], HERE, workdir / f"{script}.log", env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(url + "/_dash-layout", proc, name, expect_status=200)
@@ -180,39 +171,9 @@ class Browser:
 
 @pytest.fixture
 def browser(tmp_path: Path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
     from dash4_browser import PageLog, WorkerSockets
 
-    chromium = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
-    chromedriver = os.environ.get("CHROMEDRIVER_BIN", "/usr/bin/chromedriver")
-    for p in (chromium, chromedriver):
-        if not os.access(p, os.X_OK):
-            pytest.fail(f"{p} missing (apt-get install chromium chromium-driver)", pytrace=False)
-    profile = tmp_path / "chromium-profile"
-    profile.mkdir()
-    opts = Options()
-    opts.binary_location = chromium
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,900",
-        f"--user-data-dir={profile}",
-    ):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    service = Service(executable_path=chromedriver, log_output=str(tmp_path / "chromedriver.log"))
-    drv = webdriver.Chrome(service=service, options=opts)
-    drv.set_page_load_timeout(30)
+    drv = start_chromium(tmp_path, logs=("performance", "browser"))
     sockets = None
     try:
         sockets = WorkerSockets(drv.capabilities["goog:chromeOptions"]["debuggerAddress"])

@@ -25,6 +25,7 @@ from processes import (  # noqa: E402  (tests/processes.py)
     LOGS,
     REPO_ROOT,
     add_roles_and_users,
+    dash_interpreter,
     free_port,
     gateway_binary,
     read_log,
@@ -39,7 +40,6 @@ APP = HERE / "mcp_app.py"
 POLICY = (HERE / "mcp_policy.toml").read_text()
 FALLBACK = '\n[api_endpoints]\n"/api/salary" = "salary-out.children"\n'
 CLOSED = '\n[mcp]\nroles = ["admin"]\n'
-PYTHON = REPO_ROOT / ".venv-dash4" / "bin" / "python"
 
 
 class Gw:
@@ -64,8 +64,7 @@ class Gw:
 
 @pytest.fixture(scope="module")
 def stack():
-    if not PYTHON.exists():
-        pytest.fail(f"{PYTHON} is missing: DASHGATE_VENV=.venv-dash4 scripts/venv tests/dash/requirements-dash4.txt", pytrace=False)
+    python = dash_interpreter("4")
     gateway_bin = gateway_binary()
     work = Path(tempfile.mkdtemp(prefix="dashgate-mcp-"))
     procs = []
@@ -73,7 +72,7 @@ def stack():
     # app that has the plugin.
     plugin_dir = work / "site-packages"
     built = subprocess.run(
-        [str(PYTHON), "-m", "pip", "install", "--quiet", "--no-deps",
+        [str(python), "-m", "pip", "install", "--quiet", "--no-deps",
          "--target", str(plugin_dir), str(REPO_ROOT / "clients" / "python")],
         capture_output=True, text=True, timeout=300,
     )
@@ -84,7 +83,7 @@ def stack():
             port = free_port()
             env = dict(os.environ, DASH_PORT=str(port), PYTHONUNBUFFERED="1", **extra)
             env.pop("PYTHONPATH", None) if not extra else None
-            proc = start(f"mcp app ({name})", [str(PYTHON), str(APP)], HERE, work / f"app-{name}.log", env)
+            proc = start(f"mcp app ({name})", [str(python), str(APP)], HERE, work / f"app-{name}.log", env)
             procs.append(proc)
             url = f"http://127.0.0.1:{port}"
             wait_until_ready(url + "/_dash-layout", proc, f"mcp app ({name})", expect_status=200)

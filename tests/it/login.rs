@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     ACCESS, CSRF, Gateway, Jar, PASSWORD, REFRESH, TestResult, Upstream, client, hidden_field,
+    set_cookies,
 };
 
 #[tokio::test]
@@ -95,12 +96,7 @@ async fn form_login_sets_cookies_exactly() -> TestResult {
         .await?;
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/reports/q1?x=1");
-    let set: Vec<String> = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok().map(str::to_owned))
-        .collect();
+    let set = set_cookies(r.headers());
     let find = |name: &str| {
         set.iter()
             .find(|c| c.starts_with(&format!("{name}=")))

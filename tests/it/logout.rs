@@ -2,6 +2,7 @@
 
 use crate::support::{
     ACCESS, CSRF, Gateway, PASSWORD, REFRESH, TestResult, Upstream, client, hidden_field,
+    set_cookies,
 };
 
 #[tokio::test]
@@ -50,12 +51,7 @@ async fn logout_revokes_everything() -> TestResult {
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/auth/login");
     assert_eq!(r.headers()["clear-site-data"], "\"cache\", \"storage\"");
-    let set: Vec<String> = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok().map(str::to_owned))
-        .collect();
+    let set = set_cookies(r.headers());
     for (name, http_only) in [(ACCESS, true), (REFRESH, true), (CSRF, false)] {
         let c = set
             .iter()

@@ -489,6 +489,15 @@ pub fn pages_body(pathname: &str, input_id: &str) -> serde_json::Value {
     })
 }
 
+/// Every `Set-Cookie` value of an answer, as text.
+pub fn set_cookies(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect()
+}
+
 /// A client that never follows redirects and keeps no cookies of its own.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
