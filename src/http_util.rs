@@ -11,6 +11,18 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 pub type Response = http::Response<Body>;
 
+/// A request body from a client: hyper's `Incoming` on a real connection, a `Full` buffer in
+/// the pipeline's in-process tests. Everything that handles a request is generic over it.
+pub trait ClientBody:
+    hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static
+{
+}
+
+impl<T> ClientBody for T where
+    T: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static
+{
+}
+
 pub fn full(data: impl Into<Bytes>) -> Body {
     Full::new(data.into())
         .map_err(|e| match e {})

@@ -9,6 +9,7 @@ const ORDER: &[&str] = &[
     "cli",
     // The request pipeline and the `/auth` endpoints, and the Dash ways in they guard.
     "server",
+    "pipeline",
     "auth",
     "dash_socket",
     "dash_mcp",

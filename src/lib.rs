@@ -23,6 +23,7 @@ mod import_order;
 pub mod metrics;
 pub mod names;
 pub mod oidc;
+pub mod pipeline;
 pub mod policy;
 pub mod proxy;
 pub mod server;

@@ -11,12 +11,12 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, header};
-use hyper::body::Incoming;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::clock;
 use crate::error::Error;
+use crate::http_util::ClientBody;
 use crate::http_util::{Response, content_type, full, json, redirect};
 use crate::names::canonical_name;
 use crate::proxy::read_body;
@@ -40,7 +40,12 @@ const MAX_AUTH_BODY: usize = 16 * 1024;
 /// Every answer is `nosniff` and, unless it is one of the public, user-independent resources
 /// that set their own caching (JWKS, stylesheet), `no-store`. (Errors get the same headers in
 /// [`Error::into_response`].)
-pub async fn handle(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>, sub: &str) -> Response {
+pub async fn handle<B: ClientBody>(
+    gw: &Gateway,
+    peer: SocketAddr,
+    req: Request<B>,
+    sub: &str,
+) -> Response {
     let html = crate::http_util::wants_html(req.headers(), req.uri().path());
     let mut carry = Carry::default();
     let answer = match admit(req.method(), sub, req.headers()) {
@@ -123,10 +128,10 @@ impl Carry {
     }
 }
 
-async fn dispatch(
+async fn dispatch<B: ClientBody>(
     gw: &Gateway,
     peer: SocketAddr,
-    req: Request<Incoming>,
+    req: Request<B>,
     sub: &str,
     carry: &mut Carry,
 ) -> Result<Response, Error> {
@@ -194,7 +199,7 @@ async fn ready(gw: &Gateway) -> Result<(), Error> {
     gw.sessions.store.ping().await
 }
 
-fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
+fn query_param<B: ClientBody>(req: &Request<B>, name: &str) -> Option<String> {
     let q = req.uri().query()?;
     form_urlencoded::parse(q.as_bytes())
         .find(|(k, _)| k == name)
@@ -303,7 +308,7 @@ fn browser_signed_in(
     Ok(r)
 }
 
-fn login_page(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, Error> {
+fn login_page<B: ClientBody>(gw: &Gateway, req: &Request<B>) -> Result<Response, Error> {
     let next = redirect::safe_next(query_param(req, "next").as_deref(), &gw.config.auth_prefix);
     render_login(gw, &next, "", None, StatusCode::OK)
 }
@@ -365,7 +370,11 @@ fn parse_login(ct: Option<&str>, body: &Bytes) -> Result<LoginRequest, Error> {
     }
 }
 
-async fn login(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result<Response, Error> {
+async fn login<B: ClientBody>(
+    gw: &Gateway,
+    peer: SocketAddr,
+    req: Request<B>,
+) -> Result<Response, Error> {
     let ct = content_type(req.headers());
     let login_cookie =
         cookies::get(req.headers(), &gw.sessions.cookies.login_csrf).map(str::to_owned);
@@ -503,7 +512,7 @@ struct RefreshJson {
     refresh_token: String,
 }
 
-async fn refresh(gw: &Gateway, req: Request<Incoming>) -> Result<Response, Error> {
+async fn refresh<B: ClientBody>(gw: &Gateway, req: Request<B>) -> Result<Response, Error> {
     let now = clock::now();
     let ct = content_type(req.headers());
     if ct.as_deref() == Some("application/json") {
@@ -551,9 +560,9 @@ pub const METRICS_PERMISSION: &str = "dashgate:metrics";
 
 /// Prometheus metrics, for `metrics.public`, the scraper's bearer token (`metrics.token_file`)
 /// or a user with the `dashgate:metrics` permission.
-async fn metrics(
+async fn metrics<B: ClientBody>(
     gw: &Gateway,
-    req: &Request<Incoming>,
+    req: &Request<B>,
     carry: &mut Carry,
 ) -> Result<Response, Error> {
     let scraper = match (&gw.metrics_token, crate::session::bearer(req.headers())?) {
@@ -606,9 +615,9 @@ async fn metrics(
     Ok(r)
 }
 
-async fn userinfo(
+async fn userinfo<B: ClientBody>(
     gw: &Gateway,
-    req: &Request<Incoming>,
+    req: &Request<B>,
     carry: &mut Carry,
 ) -> Result<Response, Error> {
     let s = carry
@@ -624,9 +633,9 @@ async fn userinfo(
     ))
 }
 
-async fn logout_page(
+async fn logout_page<B: ClientBody>(
     gw: &Gateway,
-    req: &Request<Incoming>,
+    req: &Request<B>,
     carry: &mut Carry,
 ) -> Result<Response, Error> {
     let now = clock::now();
@@ -714,7 +723,11 @@ async fn check_password(
     Ok(PasswordCheck::Refused(reason))
 }
 
-async fn logout(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Result<Response, Error> {
+async fn logout<B: ClientBody>(
+    gw: &Gateway,
+    peer: SocketAddr,
+    req: Request<B>,
+) -> Result<Response, Error> {
     let now = clock::now();
     let wants_json = content_type(req.headers()).as_deref() == Some("application/json")
         || req
@@ -808,9 +821,9 @@ async fn logout(gw: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Resul
 }
 
 /// The change-password form, for a signed-in browser session.
-async fn password_page(
+async fn password_page<B: ClientBody>(
     gw: &Gateway,
-    req: &Request<Incoming>,
+    req: &Request<B>,
     carry: &mut Carry,
 ) -> Result<Response, Error> {
     let now = clock::now();
@@ -900,10 +913,10 @@ fn parse_password_change(ct: Option<&str>, body: &Bytes) -> Result<PasswordChang
 
 /// Change one's own password: re-authenticate with the current one (regulated like a login),
 /// set the new one, end every session of the user, and start a new one for this client.
-async fn change_password(
+async fn change_password<B: ClientBody>(
     gw: &Gateway,
     peer: SocketAddr,
-    req: Request<Incoming>,
+    req: Request<B>,
     carry: &mut Carry,
 ) -> Result<Response, Error> {
     let now = clock::now();

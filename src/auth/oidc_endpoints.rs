@@ -6,12 +6,12 @@
 use std::net::SocketAddr;
 
 use http::{Request, StatusCode};
-use hyper::body::Incoming;
 
 use super::{add_cookies, query_param, redirect, render_login};
 use crate::clock;
 use crate::directory::ExternalUser;
 use crate::error::Error;
+use crate::http_util::ClientBody;
 use crate::http_util::Response;
 use crate::oidc::{self, SignInError, flow};
 use crate::session::{cookies, secs};
@@ -33,7 +33,7 @@ fn provider(gw: &Gateway) -> Result<&oidc::Provider, Error> {
         .ok_or(Error::NotFound)
 }
 
-pub async fn start(gw: &Gateway, req: &Request<Incoming>) -> Result<Response, Error> {
+pub async fn start<B: ClientBody>(gw: &Gateway, req: &Request<B>) -> Result<Response, Error> {
     let provider = provider(gw)?;
     let next = redirect::safe_next(query_param(req, "next").as_deref(), &gw.config.auth_prefix);
     let now = clock::now();
@@ -107,10 +107,10 @@ fn unavailable(gw: &Gateway, next: &str, e: &Error) -> Result<Response, Error> {
     Ok(r)
 }
 
-pub async fn callback(
+pub async fn callback<B: ClientBody>(
     gw: &Gateway,
     peer: SocketAddr,
-    req: &Request<Incoming>,
+    req: &Request<B>,
 ) -> Result<Response, Error> {
     let provider = provider(gw)?;
     let now = clock::now();

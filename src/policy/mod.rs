@@ -86,6 +86,27 @@ impl Rule {
     }
 }
 
+/// A request as [`Policy::decide`] judges it.
+#[derive(Debug, Clone, Copy)]
+pub struct Asked<'a> {
+    /// The normalised path's segments.
+    pub segments: &'a [String],
+    /// The path as logged with a refusal.
+    pub what: &'a str,
+    pub method: &'a Method,
+    /// Is it for the app's MCP server (`[mcp] path`)?
+    pub mcp: bool,
+}
+
+/// What the policy lets through with a request it allows.
+pub struct Grant {
+    /// The `dash_components` and `dash_outputs` rules the asker fails (None: none).
+    pub restricted: Option<hidden::Hidden>,
+    /// An output rule restricts the asker, or could (nobody signed in): the app's ways in
+    /// besides its callback endpoint (API endpoints, MCP answers) are read for them.
+    pub output_bound: bool,
+}
+
 /// The outcome of a check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -525,6 +546,34 @@ impl Policy {
             self.paths.first(segments, &accept)
         };
         first.and_then(|i| self.rules.get(i))
+    }
+
+    /// The one decision over every rule kind that needs no request body: the path rules
+    /// (first match wins) for `method` on `segments`, and `[mcp]` when the request is for the
+    /// app's MCP server; then what the Dash rules (outputs, components) withhold from the
+    /// asker. Refusals are logged and come back as the error that answers the request
+    /// ([`Verdict::enforce`]). What a callback body asks for is judged against the same policy
+    /// once it is read (`dash_guard`).
+    pub fn decide(
+        self: &Arc<Self>,
+        asked: &Asked<'_>,
+        who: Option<&dyn Subject>,
+        user: Option<&str>,
+    ) -> Result<Grant, crate::error::Error> {
+        self.check_path(asked.segments, asked.method, who).enforce(
+            asked.method,
+            asked.what,
+            user,
+        )?;
+        if asked.mcp {
+            self.check_mcp(who)
+                .enforce(asked.method, asked.what, user)?;
+        }
+        let restricted = self.restrictions(who);
+        Ok(Grant {
+            output_bound: self.has_output_rules() && (who.is_none() || restricted.is_some()),
+            restricted,
+        })
     }
 
     /// Is this path public (no sign-in needed at all)?

@@ -15,13 +15,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Uri, header};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::error::Error;
-use crate::http_util::{Body, BoxError, Response};
+use crate::http_util::{Body, BoxError, ClientBody, Response};
 
 pub use crate::config::UpstreamHost;
 
@@ -61,7 +60,7 @@ impl Proxy {
 
     /// Wrap a client body so that it can be streamed upstream, failing once it exceeds the
     /// configured maximum.
-    pub fn stream_body(&self, body: Incoming) -> Body {
+    pub fn stream_body<B: ClientBody>(&self, body: B) -> Body {
         let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
         Limited::new(body, limit)
             .map_err(BoxError::from)
@@ -280,7 +279,11 @@ pub async fn read_answer(
 
 /// Collect at most `limit` bytes of a body within `timeout`, for the requests the gateway
 /// itself must read (login forms, JSON).
-pub async fn read_body(body: Incoming, limit: usize, timeout: Duration) -> Result<Bytes, Error> {
+pub async fn read_body<B: ClientBody>(
+    body: B,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, Error> {
     match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
         Err(_) => Err(Error::RequestTimeout),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Error::PayloadTooLarge),

@@ -242,6 +242,35 @@ pub fn required(method: &http::Method, via: super::Via) -> bool {
     !is_safe_method(method) && via == super::Via::Cookie
 }
 
+/// What a request to the app must show to prove it comes from this site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Demand {
+    /// Nothing: a safe method, no session, or a bearer token.
+    Nothing,
+    /// Fetch Metadata / `Origin`, when present, name this origin ([`check_origin`]).
+    SameOrigin,
+    /// A WebSocket handshake of a cookie session: `Origin` present and this origin
+    /// ([`check_handshake_origin`]).
+    HandshakeOrigin,
+    /// The session's CSRF token, after the origin check ([`required`]).
+    Token,
+}
+
+/// The one decision of what a request to the app must show: the session's token for every
+/// state-changing request of a cookie session ([`required`]); for a WebSocket handshake, which
+/// carries no token, its `Origin` (which a cookie session must send). (The `/auth` endpoints
+/// are stricter: every state-changing request there must be same-origin, session or not.)
+pub fn demand(method: &http::Method, upgrade: bool, via: Option<super::Via>) -> Demand {
+    match via {
+        // Cross-site WebSocket hijacking: browsers send cookies on cross-site handshakes, and
+        // always an `Origin`, which for a cookie session must be this origin.
+        Some(super::Via::Cookie) if upgrade => Demand::HandshakeOrigin,
+        _ if upgrade => Demand::SameOrigin,
+        Some(via) if required(method, via) => Demand::Token,
+        _ => Demand::Nothing,
+    }
+}
+
 /// GET, HEAD, OPTIONS and TRACE: methods that must not change state (RFC 9110 9.2.1).
 pub fn is_safe_method(m: &http::Method) -> bool {
     use http::Method;

@@ -561,6 +561,23 @@ impl Sessions {
         )
     }
 
+    /// Meet what [`csrf::demand`] decided a request to the app must show; `sid` is the
+    /// session's (for [`csrf::Demand::Token`]).
+    pub fn meet_demand(
+        &self,
+        demand: csrf::Demand,
+        headers: &HeaderMap,
+        sid: &str,
+        now: i64,
+    ) -> Result<(), Error> {
+        match demand {
+            csrf::Demand::Nothing => Ok(()),
+            csrf::Demand::SameOrigin => csrf::check_origin(headers),
+            csrf::Demand::HandshakeOrigin => csrf::check_handshake_origin(headers),
+            csrf::Demand::Token => self.check_csrf(headers, sid, None, now),
+        }
+    }
+
     /// Which session a request names, read without changing anything (no inline refresh, no
     /// rotation): a bearer token's, a valid access cookie's, or — the access cookie missing or
     /// expired — the family of the refresh cookie (in server mode, of the session cookie).
