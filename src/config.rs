@@ -53,6 +53,21 @@ struct Key {
     kind: Kind,
     /// Environment variable; `None` means `DASHGATE_` + upper-cased name with `.` as `_`.
     env: Option<&'static str>,
+    /// What applies when nothing sets the key.
+    default: Fallback,
+}
+
+/// A key's default, declared beside it in [`KEYS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fallback {
+    /// Not set: an empty string or list, `false`.
+    Unset,
+    /// A string or duration, as it would be written in the file.
+    Text(&'static str),
+    Bool(bool),
+    Int(u64),
+    /// Half the CPU count, at least 1 (password hashers: the other half stays with traffic).
+    HalfTheCores,
 }
 
 const fn key(name: &'static str, kind: Kind) -> Key {
@@ -60,6 +75,37 @@ const fn key(name: &'static str, kind: Kind) -> Key {
         name,
         kind,
         env: None,
+        default: Fallback::Unset,
+    }
+}
+
+impl Key {
+    const fn or(self, text: &'static str) -> Key {
+        Key {
+            default: Fallback::Text(text),
+            ..self
+        }
+    }
+
+    const fn or_bool(self, b: bool) -> Key {
+        Key {
+            default: Fallback::Bool(b),
+            ..self
+        }
+    }
+
+    const fn or_int(self, n: u64) -> Key {
+        Key {
+            default: Fallback::Int(n),
+            ..self
+        }
+    }
+
+    const fn or_half_the_cores(self) -> Key {
+        Key {
+            default: Fallback::HalfTheCores,
+            ..self
+        }
     }
 }
 
@@ -67,90 +113,108 @@ const DAY: u64 = 86_400;
 
 /// Every configuration key dashgate knows. Anything else in the file is an error.
 const KEYS: &[Key] = &[
-    key("listen", Kind::Str),
+    key("listen", Kind::Str).or("127.0.0.1:4180"),
     key("upstream", Kind::StrList),
-    key("upstream_host", Kind::Str),
+    key("upstream_host", Kind::Str).or("client"),
     key("dash.csrf_cookie_name", Kind::Str),
     key("dash.csrf_header_name", Kind::Str),
     Key {
         name: "store",
         kind: Kind::Str,
         env: Some("DASHGATE_STORE_URL"),
+        default: Fallback::Unset,
     },
     Key {
         name: "database",
         kind: Kind::Str,
         env: Some("DASHGATE_DATABASE_URL"),
+        default: Fallback::Text("sqlite://dashgate.db"),
     },
-    key("keys_dir", Kind::Str),
-    key("auth_prefix", Kind::Str),
+    key("keys_dir", Kind::Str).or("dashgate-keys"),
+    key("auth_prefix", Kind::Str).or("/auth"),
     key("policy", Kind::Str),
-    key("cookie_secure", Kind::Bool),
-    key("log_format", Kind::Str),
-    key("token.issuer", Kind::Str),
-    key("token.audience", Kind::Str),
-    key("token.access_ttl", Kind::Duration(30, DAY)),
-    key("token.leeway", Kind::Duration(0, 300)),
-    key("token.assertion_audience", Kind::Str),
-    key("token.assertion_ttl", Kind::Duration(10, 3600)),
-    key("session.mode", Kind::Str),
+    key("cookie_secure", Kind::Bool).or_bool(true),
+    key("log_format", Kind::Str).or("text"),
+    key("token.issuer", Kind::Str).or("dashgate"),
+    key("token.audience", Kind::Str).or("dashgate"),
+    key("token.access_ttl", Kind::Duration(30, DAY)).or("15m"),
+    key("token.leeway", Kind::Duration(0, 300)).or("30s"),
+    key("token.assertion_audience", Kind::Str).or("dashgate-app"),
+    key("token.assertion_ttl", Kind::Duration(10, 3600)).or("5m"),
+    key("session.mode", Kind::Str).or("jwt"),
     key("trusted_proxies", Kind::StrList),
-    key("login.window", Kind::Duration(1, 7 * DAY)),
-    key("login.max_failures_per_ip", Kind::Int(1, 1_000_000)),
-    key("login.free_attempts", Kind::Int(0, 1000)),
-    key("login.max_delay", Kind::Duration(0, 3600)),
-    key("login.lockout_after", Kind::Int(1, 1_000_000)),
-    key("login.lockout", Kind::Duration(1, 7 * DAY)),
-    key("session.refresh_idle_ttl", Kind::Duration(60, 90 * DAY)),
+    key("login.window", Kind::Duration(1, 7 * DAY)).or("15m"),
+    key("login.max_failures_per_ip", Kind::Int(1, 1_000_000)).or_int(50),
+    key("login.free_attempts", Kind::Int(0, 1000)).or_int(3),
+    key("login.max_delay", Kind::Duration(0, 3600)).or("60s"),
+    key("login.lockout_after", Kind::Int(1, 1_000_000)).or_int(10),
+    key("login.lockout", Kind::Duration(1, 7 * DAY)).or("15m"),
+    key("session.refresh_idle_ttl", Kind::Duration(60, 90 * DAY)).or("8h"),
     key(
         "session.refresh_absolute_ttl",
         Kind::Duration(60, 365 * DAY),
-    ),
-    key("session.refresh_grace", Kind::Duration(0, 120)),
-    key("limits.max_header_bytes", Kind::Int(1024, 1024 * 1024)),
-    key("limits.max_body_bytes", Kind::Int(0, 1 << 40)),
-    key("limits.header_read_timeout", Kind::Duration(1, 600)),
-    key("limits.body_read_timeout", Kind::Duration(1, 3600)),
-    key("limits.upstream_timeout", Kind::Duration(1, 3600)),
-    key("limits.store_timeout", Kind::Duration(1, 60)),
+    )
+    .or("24h"),
+    key("session.refresh_grace", Kind::Duration(0, 120)).or("30s"),
+    key("limits.max_header_bytes", Kind::Int(1024, 1024 * 1024)).or_int(16 * 1024),
+    key("limits.max_body_bytes", Kind::Int(0, 1 << 40)).or_int(32 * 1024 * 1024),
+    key("limits.header_read_timeout", Kind::Duration(1, 600)).or("10s"),
+    key("limits.body_read_timeout", Kind::Duration(1, 3600)).or("30s"),
+    key("limits.upstream_timeout", Kind::Duration(1, 3600)).or("60s"),
+    key("limits.store_timeout", Kind::Duration(1, 60)).or("2s"),
     key("store_ca_file", Kind::Str),
-    key("balancing.affinity", Kind::Bool),
-    key("metrics.public", Kind::Bool),
-    key("keys.activation_delay", Kind::Duration(0, 3600)),
+    key("balancing.affinity", Kind::Bool).or_bool(false),
+    key("metrics.public", Kind::Bool).or_bool(false),
+    key("keys.activation_delay", Kind::Duration(0, 3600)).or("30s"),
     key("tls.cert_file", Kind::Str),
     key("tls.key_file", Kind::Str),
     key("metrics.token_file", Kind::Str),
-    key("balancing.health_path", Kind::Str),
-    key("balancing.health_interval", Kind::Duration(1, 300)),
-    key("limits.max_inspect_bytes", Kind::Int(1024, 1 << 30)),
-    key("limits.password_hash_concurrency", Kind::Int(1, 256)),
+    key("balancing.health_path", Kind::Str).or("/"),
+    key("balancing.health_interval", Kind::Duration(1, 300)).or("5s"),
+    key("limits.max_inspect_bytes", Kind::Int(1024, 1 << 30)).or_int(16 * 1024 * 1024),
+    key("limits.password_hash_concurrency", Kind::Int(1, 256)).or_half_the_cores(),
     key("login.sources", Kind::StrList),
     key("ldap.url", Kind::Str),
-    key("ldap.start_tls", Kind::Bool),
+    key("ldap.start_tls", Kind::Bool).or_bool(false),
     key("ldap.ca_file", Kind::Str),
     key("ldap.bind_dn", Kind::Str),
     key("ldap.bind_password_file", Kind::Str),
     key("ldap.user_base", Kind::Str),
-    key("ldap.user_filter", Kind::Str),
-    key("ldap.group_attribute", Kind::Str),
+    key("ldap.user_filter", Kind::Str).or("(&(objectClass=person)(uid={username}))"),
+    key("ldap.group_attribute", Kind::Str).or("memberOf"),
     key("ldap.group_base", Kind::Str),
-    key("ldap.group_filter", Kind::Str),
+    key("ldap.group_filter", Kind::Str).or("(&(objectClass=groupOfNames)(member={dn}))"),
     key("ldap.group_roles", Kind::RoleMap),
-    key("ldap.timeout", Kind::Duration(1, 60)),
+    key("ldap.timeout", Kind::Duration(1, 60)).or("5s"),
     key("oidc.issuer", Kind::Str),
     key("oidc.client_id", Kind::Str),
     key("oidc.client_secret_file", Kind::Str),
     key("oidc.redirect_url", Kind::Str),
     key("oidc.scopes", Kind::StrList),
-    key("oidc.display_name", Kind::Str),
-    key("oidc.username_claim", Kind::Str),
-    key("oidc.roles_claim", Kind::Str),
+    key("oidc.display_name", Kind::Str).or("single sign-on"),
+    key("oidc.username_claim", Kind::Str).or("preferred_username"),
+    key("oidc.roles_claim", Kind::Str).or("groups"),
     key("oidc.claim_roles", Kind::RoleMap),
-    key("oidc.end_session", Kind::Bool),
+    key("oidc.end_session", Kind::Bool).or_bool(false),
     key("oidc.post_logout_redirect_url", Kind::Str),
     key("oidc.ca_file", Kind::Str),
-    key("oidc.timeout", Kind::Duration(1, 60)),
+    key("oidc.timeout", Kind::Duration(1, 60)).or("10s"),
 ];
+
+impl Fallback {
+    /// An integer default; half the cores are counted here.
+    fn number(self) -> Option<u64> {
+        match self {
+            Fallback::Int(n) => Some(n),
+            // Half the cores at most hash passwords, so a login storm leaves the other half to
+            // the proxied traffic.
+            Fallback::HalfTheCores => Some(
+                (std::thread::available_parallelism().map_or(2, |n| n.get() as u64) / 2).max(1),
+            ),
+            _ => None,
+        }
+    }
+}
 
 impl Key {
     fn env_name(&self) -> String {
@@ -519,13 +583,22 @@ impl Validator<'_> {
         }
     }
 
-    fn kind(name: &str) -> Kind {
-        KEYS.iter()
-            .find(|k| k.name == name)
-            .map_or(Kind::Str, |k| k.kind)
+    /// The declared key `name`: reading one that [`KEYS`] does not declare is a mistake in
+    /// this file, refused here (and by a unit test over every name it reads).
+    fn key(&self, name: &str) -> Result<&'static Key, ConfigError> {
+        KEYS.iter().find(|k| k.name == name).ok_or_else(|| {
+            self.invalid(
+                name,
+                "internal: not a declared configuration key".to_owned(),
+            )
+        })
     }
 
-    fn str(&self, name: &str, default: &str) -> Result<String, ConfigError> {
+    fn str(&self, name: &str) -> Result<String, ConfigError> {
+        let default = match self.key(name)?.default {
+            Fallback::Text(t) => t,
+            _ => "",
+        };
         match get(self.table, name) {
             None => Ok(default.to_owned()),
             Some(Value::String(s)) => Ok(s.clone()),
@@ -533,7 +606,8 @@ impl Validator<'_> {
         }
     }
 
-    fn bool(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+    fn bool(&self, name: &str) -> Result<bool, ConfigError> {
+        let default = self.key(name)?.default == Fallback::Bool(true);
         match get(self.table, name) {
             None => Ok(default),
             Some(Value::Boolean(b)) => Ok(*b),
@@ -541,8 +615,9 @@ impl Validator<'_> {
         }
     }
 
-    fn int(&self, name: &str, default: u64) -> Result<u64, ConfigError> {
-        let Kind::Int(min, max) = Self::kind(name) else {
+    fn int(&self, name: &str) -> Result<u64, ConfigError> {
+        let key = self.key(name)?;
+        let (Kind::Int(min, max), Some(default)) = (key.kind, key.default.number()) else {
             return Err(self.invalid(name, "internal: not an integer key".to_owned()));
         };
         let n = match get(self.table, name) {
@@ -559,11 +634,11 @@ impl Validator<'_> {
         Ok(n)
     }
 
-    fn duration(&self, name: &str, default: &str) -> Result<Duration, ConfigError> {
-        let Kind::Duration(min, max) = Self::kind(name) else {
+    fn duration(&self, name: &str) -> Result<Duration, ConfigError> {
+        let Kind::Duration(min, max) = self.key(name)?.kind else {
             return Err(self.invalid(name, "internal: not a duration key".to_owned()));
         };
-        let raw = self.str(name, default)?;
+        let raw = self.str(name)?;
         let d = humantime::parse_duration(raw.trim()).map_err(|e| {
             self.invalid(
                 name,
@@ -580,6 +655,7 @@ impl Validator<'_> {
     }
 
     fn str_list(&self, name: &str) -> Result<Vec<String>, ConfigError> {
+        self.key(name)?;
         match get(self.table, name) {
             None => Ok(Vec::new()),
             Some(Value::String(s)) => Ok(vec![s.clone()]),
@@ -598,7 +674,7 @@ impl Validator<'_> {
 }
 
 fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
-    let listen_raw = v.str("listen", "127.0.0.1:4180")?;
+    let listen_raw = v.str("listen")?;
     let listen = listen_raw.parse::<SocketAddr>().map_err(|_| {
         v.invalid(
             "listen",
@@ -611,7 +687,7 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         upstreams.push(parse_upstream(&raw).map_err(|m| v.invalid("upstream", m))?);
     }
 
-    let database = v.str("database", "sqlite://dashgate.db")?;
+    let database = v.str("database")?;
     let postgres = database.starts_with("postgres://") || database.starts_with("postgresql://");
     if !database.starts_with("sqlite://") && !postgres {
         return Err(v.invalid(
@@ -626,7 +702,7 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         return Err(v.invalid("database", "sqlite:// needs a file path".to_owned()));
     }
 
-    let auth_prefix = v.str("auth_prefix", "/auth")?;
+    let auth_prefix = v.str("auth_prefix")?;
     let prefix_ok = auth_prefix.starts_with('/')
         && auth_prefix.len() > 1
         && !auth_prefix.ends_with('/')
@@ -642,7 +718,7 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         ));
     }
 
-    let log_format = match v.str("log_format", "text")?.as_str() {
+    let log_format = match v.str("log_format")?.as_str() {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
         other => {
@@ -653,8 +729,8 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         }
     };
 
-    let non_empty = |name: &str, default: &str| -> Result<String, ConfigError> {
-        let s = v.str(name, default)?;
+    let non_empty = |name: &str| -> Result<String, ConfigError> {
+        let s = v.str(name)?;
         if s.trim().is_empty() {
             return Err(v.invalid(name, "must not be empty".to_owned()));
         }
@@ -662,14 +738,14 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
     };
 
     let token = TokenConfig {
-        issuer: non_empty("token.issuer", "dashgate")?,
-        audience: non_empty("token.audience", "dashgate")?,
-        access_ttl: v.duration("token.access_ttl", "15m")?,
-        leeway: v.duration("token.leeway", "30s")?,
-        assertion_audience: non_empty("token.assertion_audience", "dashgate-app")?,
-        assertion_ttl: v.duration("token.assertion_ttl", "5m")?,
+        issuer: non_empty("token.issuer")?,
+        audience: non_empty("token.audience")?,
+        access_ttl: v.duration("token.access_ttl")?,
+        leeway: v.duration("token.leeway")?,
+        assertion_audience: non_empty("token.assertion_audience")?,
+        assertion_ttl: v.duration("token.assertion_ttl")?,
     };
-    let mode = match v.str("session.mode", "jwt")?.as_str() {
+    let mode = match v.str("session.mode")?.as_str() {
         "jwt" => SessionMode::Jwt,
         "server" => SessionMode::Server,
         other => {
@@ -681,9 +757,9 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
     };
     let session = SessionConfig {
         mode,
-        refresh_idle_ttl: v.duration("session.refresh_idle_ttl", "8h")?,
-        refresh_absolute_ttl: v.duration("session.refresh_absolute_ttl", "24h")?,
-        refresh_grace: v.duration("session.refresh_grace", "30s")?,
+        refresh_idle_ttl: v.duration("session.refresh_idle_ttl")?,
+        refresh_absolute_ttl: v.duration("session.refresh_absolute_ttl")?,
+        refresh_grace: v.duration("session.refresh_grace")?,
     };
     if session.refresh_idle_ttl > session.refresh_absolute_ttl {
         return Err(v.invalid(
@@ -691,27 +767,21 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
             "must not be longer than session.refresh_absolute_ttl".to_owned(),
         ));
     }
-    // Half the cores at most hash passwords, so a login storm leaves the other half to the
-    // proxied traffic.
-    let default_hashers =
-        (std::thread::available_parallelism().map_or(2, |n| n.get() as u64) / 2).max(1);
     let limits = Limits {
-        max_header_bytes: to_usize(v.int("limits.max_header_bytes", 16 * 1024)?),
-        max_body_bytes: v.int("limits.max_body_bytes", 32 * 1024 * 1024)?,
-        header_read_timeout: v.duration("limits.header_read_timeout", "10s")?,
-        body_read_timeout: v.duration("limits.body_read_timeout", "30s")?,
-        upstream_timeout: v.duration("limits.upstream_timeout", "60s")?,
-        store_timeout: v.duration("limits.store_timeout", "2s")?,
-        max_inspect_bytes: to_usize(v.int("limits.max_inspect_bytes", 16 * 1024 * 1024)?),
-        password_hash_concurrency: to_usize(
-            v.int("limits.password_hash_concurrency", default_hashers)?,
-        ),
+        max_header_bytes: to_usize(v.int("limits.max_header_bytes")?),
+        max_body_bytes: v.int("limits.max_body_bytes")?,
+        header_read_timeout: v.duration("limits.header_read_timeout")?,
+        body_read_timeout: v.duration("limits.body_read_timeout")?,
+        upstream_timeout: v.duration("limits.upstream_timeout")?,
+        store_timeout: v.duration("limits.store_timeout")?,
+        max_inspect_bytes: to_usize(v.int("limits.max_inspect_bytes")?),
+        password_hash_concurrency: to_usize(v.int("limits.password_hash_concurrency")?),
     };
 
     let ldap = sources::ldap(v)?;
     let oidc = sources::oidc(v, &auth_prefix)?;
 
-    let health_path = v.str("balancing.health_path", "/")?;
+    let health_path = v.str("balancing.health_path")?;
     if !health_path.starts_with('/') || health_path.contains(char::is_whitespace) {
         return Err(v.invalid(
             "balancing.health_path",
@@ -719,12 +789,12 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         ));
     }
     let balancing = Balancing {
-        affinity: v.bool("balancing.affinity", false)?,
+        affinity: v.bool("balancing.affinity")?,
         health_path,
-        health_interval: v.duration("balancing.health_interval", "5s")?,
+        health_interval: v.duration("balancing.health_interval")?,
     };
 
-    let upstream_host = match v.str("upstream_host", "client")?.as_str() {
+    let upstream_host = match v.str("upstream_host")?.as_str() {
         "client" => UpstreamHost::Client,
         "upstream" => UpstreamHost::Upstream,
         other => {
@@ -735,7 +805,7 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         }
     };
     let dash_csrf = DashCsrfNames {
-        cookie: match v.str("dash.csrf_cookie_name", "")? {
+        cookie: match v.str("dash.csrf_cookie_name")? {
             n if n.is_empty() => None,
             n if crate::http_util::is_plain_cookie_name(&n) => Some(n),
             n => {
@@ -747,7 +817,7 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
                 ));
             }
         },
-        header: match v.str("dash.csrf_header_name", "")? {
+        header: match v.str("dash.csrf_header_name")? {
             n if n.is_empty() => None,
             n => Some(
                 http::HeaderName::from_bytes(n.as_bytes())
@@ -771,12 +841,12 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         upstream_host,
         dash_csrf,
         database,
-        keys_dir: PathBuf::from(v.str("keys_dir", "dashgate-keys")?),
-        store_ca_file: match v.str("store_ca_file", "")? {
+        keys_dir: PathBuf::from(v.str("keys_dir")?),
+        store_ca_file: match v.str("store_ca_file")? {
             p if p.trim().is_empty() => None,
             p => Some(PathBuf::from(p)),
         },
-        store: match v.str("store", "")? {
+        store: match v.str("store")? {
             // Without a store, session state lives in the database, whichever it is.
             s if s.trim().is_empty() => None,
             s if [
@@ -802,19 +872,19 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
                 ));
             }
         },
-        key_activation_delay: v.duration("keys.activation_delay", "30s")?,
-        policy: match v.str("policy", "")? {
+        key_activation_delay: v.duration("keys.activation_delay")?,
+        policy: match v.str("policy")? {
             p if p.trim().is_empty() => None,
             p => Some(PathBuf::from(p)),
         },
         auth_prefix,
-        cookie_secure: v.bool("cookie_secure", true)?,
+        cookie_secure: v.bool("cookie_secure")?,
         log_format,
         token,
         session,
         limits,
         balancing,
-        tls: match (v.str("tls.cert_file", "")?, v.str("tls.key_file", "")?) {
+        tls: match (v.str("tls.cert_file")?, v.str("tls.key_file")?) {
             (c, k) if c.is_empty() && k.is_empty() => None,
             (c, k) if !c.is_empty() && !k.is_empty() => Some((PathBuf::from(c), PathBuf::from(k))),
             (c, _) if c.is_empty() => {
@@ -836,16 +906,16 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
             .map(|c| c.parse().map_err(|m| v.invalid("trusted_proxies", m)))
             .collect::<Result<Vec<_>, _>>()?,
         login: LoginLimits {
-            window: dur_secs(v.duration("login.window", "15m")?),
-            max_failures_per_ip: to_i64(v.int("login.max_failures_per_ip", 50)?),
-            free_attempts: to_i64(v.int("login.free_attempts", 3)?),
-            max_delay: dur_secs(v.duration("login.max_delay", "60s")?),
-            lockout_after: to_i64(v.int("login.lockout_after", 10)?),
-            lockout: dur_secs(v.duration("login.lockout", "15m")?),
+            window: dur_secs(v.duration("login.window")?),
+            max_failures_per_ip: to_i64(v.int("login.max_failures_per_ip")?),
+            free_attempts: to_i64(v.int("login.free_attempts")?),
+            max_delay: dur_secs(v.duration("login.max_delay")?),
+            lockout_after: to_i64(v.int("login.lockout_after")?),
+            lockout: dur_secs(v.duration("login.lockout")?),
         },
         metrics: MetricsAccess {
-            public: v.bool("metrics.public", false)?,
-            token_file: match v.str("metrics.token_file", "")? {
+            public: v.bool("metrics.public")?,
+            token_file: match v.str("metrics.token_file")? {
                 p if p.trim().is_empty() => None,
                 p => Some(PathBuf::from(p)),
             },

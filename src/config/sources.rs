@@ -84,14 +84,14 @@ pub struct OidcConfig {
 
 impl Validator<'_> {
     fn opt_path(&self, name: &str) -> Result<Option<PathBuf>, ConfigError> {
-        Ok(match self.str(name, "")? {
+        Ok(match self.str(name)? {
             p if p.trim().is_empty() => None,
             p => Some(PathBuf::from(p)),
         })
     }
 
     fn required(&self, name: &str, why: &str) -> Result<String, ConfigError> {
-        let s = self.str(name, "")?;
+        let s = self.str(name)?;
         if s.trim().is_empty() {
             return Err(self.invalid(name, format!("required {why}")));
         }
@@ -160,12 +160,12 @@ fn is_loopback(host: &str) -> bool {
 }
 
 pub(super) fn ldap(v: &Validator<'_>) -> Result<Option<LdapConfig>, ConfigError> {
-    let url = v.str("ldap.url", "")?;
+    let url = v.str("ldap.url")?;
     if url.trim().is_empty() {
         return Ok(None);
     }
     let url = url.trim().to_owned();
-    let start_tls = v.bool("ldap.start_tls", false)?;
+    let start_tls = v.bool("ldap.start_tls")?;
     let parsed = url.parse::<http::Uri>().ok();
     let scheme = parsed.as_ref().and_then(|u| u.scheme_str()).unwrap_or("");
     let host = parsed.as_ref().and_then(|u| u.host()).unwrap_or("");
@@ -193,7 +193,7 @@ pub(super) fn ldap(v: &Validator<'_>) -> Result<Option<LdapConfig>, ConfigError>
             ));
         }
     }
-    let bind_dn = v.str("ldap.bind_dn", "")?.trim().to_owned();
+    let bind_dn = v.str("ldap.bind_dn")?.trim().to_owned();
     let bind_password_file = match v.opt_path("ldap.bind_password_file")? {
         Some(p) => p,
         None if bind_dn.is_empty() => PathBuf::new(),
@@ -205,24 +205,18 @@ pub(super) fn ldap(v: &Validator<'_>) -> Result<Option<LdapConfig>, ConfigError>
             ));
         }
     };
-    let user_filter = v.str(
-        "ldap.user_filter",
-        "(&(objectClass=person)(uid={username}))",
-    )?;
+    let user_filter = v.str("ldap.user_filter")?;
     if !user_filter.contains("{username}") {
         return Err(v.invalid(
             "ldap.user_filter",
             format!("must contain {{username}}, got {user_filter:?}"),
         ));
     }
-    let group_base = match v.str("ldap.group_base", "")? {
+    let group_base = match v.str("ldap.group_base")? {
         b if b.trim().is_empty() => None,
         b => Some(b.trim().to_owned()),
     };
-    let group_filter = v.str(
-        "ldap.group_filter",
-        "(&(objectClass=groupOfNames)(member={dn}))",
-    )?;
+    let group_filter = v.str("ldap.group_filter")?;
     if group_base.is_some() && !group_filter.contains("{dn}") {
         return Err(v.invalid(
             "ldap.group_filter",
@@ -237,14 +231,14 @@ pub(super) fn ldap(v: &Validator<'_>) -> Result<Option<LdapConfig>, ConfigError>
         bind_password_file,
         user_base: v.required("ldap.user_base", "with ldap.url (where users are searched)")?,
         user_filter,
-        group_attribute: match v.str("ldap.group_attribute", "memberOf")? {
+        group_attribute: match v.str("ldap.group_attribute")? {
             a if a.trim().is_empty() => "memberOf".to_owned(),
             a => a.trim().to_owned(),
         },
         group_base,
         group_filter,
         group_roles: v.role_map("ldap.group_roles", crate::names::normalize_dn)?,
-        timeout: v.duration("ldap.timeout", "5s")?,
+        timeout: v.duration("ldap.timeout")?,
     }))
 }
 
@@ -252,7 +246,7 @@ pub(super) fn oidc(
     v: &Validator<'_>,
     auth_prefix: &str,
 ) -> Result<Option<OidcConfig>, ConfigError> {
-    let issuer = v.str("oidc.issuer", "")?;
+    let issuer = v.str("oidc.issuer")?;
     if issuer.trim().is_empty() {
         return Ok(None);
     }
@@ -295,7 +289,7 @@ pub(super) fn oidc(
         .strip_suffix(&callback)
         .unwrap_or(&redirect_url)
         .to_owned();
-    let post_logout_redirect_url = match v.str("oidc.post_logout_redirect_url", "")? {
+    let post_logout_redirect_url = match v.str("oidc.post_logout_redirect_url")? {
         u if u.trim().is_empty() => format!("{origin}{auth_prefix}/login"),
         u => {
             secure_url("oidc.post_logout_redirect_url", u.trim())?;
@@ -317,8 +311,8 @@ pub(super) fn oidc(
     }) {
         return Err(v.invalid("oidc.scopes", format!("not a valid scope: {bad:?}")));
     }
-    let claim = |name: &str, default: &str| -> Result<String, ConfigError> {
-        match v.str(name, default)?.trim() {
+    let claim = |name: &str| -> Result<String, ConfigError> {
+        match v.str(name)?.trim() {
             "" => Err(v.invalid(name, "must not be empty".to_owned())),
             c => Ok(c.to_owned()),
         }
@@ -329,14 +323,14 @@ pub(super) fn oidc(
         client_secret_file: v.opt_path("oidc.client_secret_file")?,
         redirect_url,
         scopes,
-        display_name: claim("oidc.display_name", "single sign-on")?,
-        username_claim: claim("oidc.username_claim", "preferred_username")?,
-        roles_claim: claim("oidc.roles_claim", "groups")?,
+        display_name: claim("oidc.display_name")?,
+        username_claim: claim("oidc.username_claim")?,
+        roles_claim: claim("oidc.roles_claim")?,
         claim_roles: v.role_map("oidc.claim_roles", str::to_owned)?,
-        end_session: v.bool("oidc.end_session", false)?,
+        end_session: v.bool("oidc.end_session")?,
         post_logout_redirect_url,
         ca_file: v.opt_path("oidc.ca_file")?,
-        timeout: v.duration("oidc.timeout", "10s")?,
+        timeout: v.duration("oidc.timeout")?,
     }))
 }
 

@@ -420,3 +420,136 @@ fn revocation_horizons() -> Result<(), ConfigError> {
     );
     Ok(())
 }
+
+/// The names the configuration code reads: the first argument of every reader call in
+/// `config.rs` and `config/sources.rs`.
+fn names_read() -> Vec<String> {
+    const READERS: &[&str] = &[
+        "v.str(",
+        "v.bool(",
+        "v.int(",
+        "v.duration(",
+        "v.str_list(",
+        "v.opt_path(",
+        "v.required(",
+        "v.role_map(",
+        "v.invalid(",
+        "non_empty(",
+        "claim(",
+        "secure_url(",
+    ];
+    let code = [include_str!("../config.rs"), include_str!("sources.rs")];
+    let mut names = Vec::new();
+    for text in code {
+        for reader in READERS {
+            for (at, _) in text.match_indices(reader) {
+                let rest = text[at + reader.len()..].trim_start();
+                if let Some(name) = rest.strip_prefix('"').and_then(|r| r.split('"').next()) {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+    }
+    names
+}
+
+/// A misspelt key name in the code that reads the configuration fails here, whichever branch
+/// reads it (at run time the reader refuses an undeclared name too).
+#[test]
+fn every_name_the_code_reads_is_declared() {
+    let names = names_read();
+    assert!(
+        names.len() > 80,
+        "the scan finds the readers: {}",
+        names.len()
+    );
+    let undeclared: Vec<&String> = names
+        .iter()
+        .filter(|n| !KEYS.iter().any(|k| k.name == n.as_str()))
+        .collect();
+    assert!(
+        undeclared.is_empty(),
+        "read but not declared: {undeclared:?}"
+    );
+    let unread: Vec<&str> = KEYS
+        .iter()
+        .map(|k| k.name)
+        .filter(|k| !names.iter().any(|n| n == k))
+        .collect();
+    assert!(unread.is_empty(), "declared but never read: {unread:?}");
+}
+
+#[test]
+fn reading_an_undeclared_key_is_refused() {
+    let table = Table::new();
+    let origin = |_: &str| "default".to_owned();
+    let v = Validator {
+        table: &table,
+        origin_of: &origin,
+    };
+    assert!(v.str("token.isuser").is_err());
+    assert!(v.bool("cookie_secur").is_err());
+    assert!(v.duration("token.access_tl").is_err());
+}
+
+/// Every declared default is a value its key accepts, within its bounds, and the README's
+/// configuration table shows it.
+#[test]
+fn defaults_are_declared_valid_and_documented() {
+    let table = Table::new();
+    let origin = |_: &str| "default".to_owned();
+    let v = Validator {
+        table: &table,
+        origin_of: &origin,
+    };
+    let readme = include_str!("../../README.md");
+    let mut wrong = Vec::new();
+    for k in KEYS {
+        let shown = match (k.kind, k.default) {
+            (Kind::Str, Fallback::Text(t)) => {
+                (v.str(k.name).ok().as_deref() == Some(t)).then(|| t.to_owned())
+            }
+            (Kind::Duration(..), Fallback::Text(t)) => {
+                v.duration(k.name).ok().map(|_| t.to_owned())
+            }
+            (Kind::Bool, Fallback::Bool(b)) => {
+                (v.bool(k.name).ok() == Some(b)).then(|| b.to_string())
+            }
+            (Kind::Int(lo, hi), Fallback::Int(n)) => {
+                (v.int(k.name).ok() == Some(n) && (lo..=hi).contains(&n)).then(|| n.to_string())
+            }
+            (Kind::Int(lo, hi), Fallback::HalfTheCores) => {
+                let n = v.int(k.name).unwrap_or(0);
+                if !(lo..=hi).contains(&n) {
+                    wrong.push(format!("{}: {n} out of bounds", k.name));
+                }
+                continue;
+            }
+            (_, Fallback::Unset) => continue,
+            (kind, default) => {
+                wrong.push(format!(
+                    "{}: a {default:?} default for a {kind:?} key",
+                    k.name
+                ));
+                continue;
+            }
+        };
+        let Some(shown) = shown else {
+            wrong.push(format!("{}: the default is refused", k.name));
+            continue;
+        };
+        let row = readme.lines().find(|l| {
+            l.split(" | ")
+                .next()
+                .is_some_and(|first| first.contains(&format!("`{}`", k.name)))
+        });
+        match row.and_then(|r| r.split(" | ").nth(2)) {
+            Some(cell) if cell.starts_with(&format!("`{shown}`")) => {}
+            Some(cell) => wrong.push(format!("{}: README shows {cell:?}, not `{shown}`", k.name)),
+            // LDAP and OpenID keys are documented in the README's examples.
+            None if k.name.starts_with("ldap.") || k.name.starts_with("oidc.") => {}
+            None => wrong.push(format!("{}: no row in the README's table", k.name)),
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}

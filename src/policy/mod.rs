@@ -1,10 +1,12 @@
 //! Authorization policy: ordered path rules (first match wins), Dash callback-output rules
 //! (every matching rule must pass) and Dash component rules (components a user may not see are
 //! removed from layouts and callback answers, and their callbacks refused), loaded from a TOML
-//! file, validated with errors that name the rule and the field, and reloaded without a
-//! restart.
+//! file (read and checked in [`file`], with errors that name the rule and the field), indexed
+//! here, and reloaded without a restart. [`Policy::decide`] is the one decision over the rules
+//! that need no request body.
 
 pub mod dash;
+mod file;
 pub mod hidden;
 pub mod matcher;
 pub mod pages;
@@ -20,7 +22,6 @@ use http::Method;
 use serde_json::Value as Json;
 use toml::Value;
 
-use crate::names::{canonical_name, canonical_permission};
 use dash::ComponentId;
 use matcher::{PathMatcher, Segment};
 
@@ -33,9 +34,10 @@ pub struct PolicyError {
 }
 
 /// What applies to paths no rule matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DefaultAccess {
     /// Any signed-in user.
+    #[default]
     Authenticated,
     /// Nobody (403 for signed-in users).
     Deny,
@@ -139,52 +141,6 @@ impl Verdict {
     }
 }
 
-impl McpAccess {
-    fn parse(t: &toml::Table) -> Result<McpAccess, String> {
-        let mut m = McpAccess::default();
-        for (k, v) in t {
-            let list = |what: &str| -> Result<Vec<String>, String> {
-                v.as_array()
-                    .ok_or(format!("[mcp] {what}: expected a list"))?
-                    .iter()
-                    .map(|x| {
-                        let s = x
-                            .as_str()
-                            .ok_or(format!("[mcp] {what}: expected strings"))?;
-                        let canonical = if what == "roles" {
-                            canonical_name(s).map_err(|e| e.to_string())
-                        } else {
-                            canonical_permission(s).map_err(|e| e.to_string())
-                        };
-                        canonical.map_err(|e| format!("[mcp] {what}: {s:?}: {e}"))
-                    })
-                    .collect()
-            };
-            match k.as_str() {
-                "open" => m.open = v.as_bool().ok_or("[mcp] open: expected true or false")?,
-                "roles" => m.roles = list("roles")?,
-                "permissions" => m.permissions = list("permissions")?,
-                "path" => {
-                    let p = v.as_str().ok_or("[mcp] path: expected a string")?;
-                    let p = p.trim_start_matches('/');
-                    if p.is_empty() || p.contains('/') || p == "." || p == ".." {
-                        return Err(format!(
-                            "[mcp] path: expected the app's mcp_path (one segment, like _mcp), got {p:?}"
-                        ));
-                    }
-                    m.path = p.to_owned();
-                }
-                other => {
-                    return Err(format!(
-                        "[mcp] unknown field `{other}` (expected open, roles, permissions, path)"
-                    ));
-                }
-            }
-        }
-        Ok(m)
-    }
-}
-
 /// A pattern of a `dash_outputs` rule.
 #[derive(Debug, Clone)]
 enum OutputPattern {
@@ -271,62 +227,23 @@ impl Policy {
         })
     }
 
-    /// Parse policy text.
+    /// Parse policy text ([`file`] reads and checks it) and index its rules.
     pub fn parse(text: &str) -> Result<Policy, String> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
-        let mut policy = Policy::default();
-        for (k, v) in &table {
-            match (k.as_str(), v) {
-                ("default", Value::String(s)) if s == "authenticated" => {
-                    policy.default = DefaultAccess::Authenticated
-                }
-                ("default", Value::String(s)) if s == "deny" => {
-                    policy.default = DefaultAccess::Deny
-                }
-                ("default", other) => {
-                    return Err(format!(
-                        "`default` must be \"authenticated\" or \"deny\", got {other}"
-                    ));
-                }
-                ("rule", Value::Array(rules)) => {
-                    for (i, r) in rules.iter().enumerate() {
-                        let t = r
-                            .as_table()
-                            .ok_or(format!("rule {} must be a table", i + 1))?;
-                        policy
-                            .add_rule(i + 1, t)
-                            .map_err(|m| format!("rule {} ({}): {m}", i + 1, label(t)))?;
-                    }
-                }
-                ("rule", _) => {
-                    return Err("`rule` must be an array of tables ([[rule]])".to_owned());
-                }
-                ("api_endpoints", Value::Table(t)) => {
-                    for (url, key) in t {
-                        let key = key.as_str().ok_or(format!(
-                            "[api_endpoints] {url:?}: expected the callback's output key as a string"
-                        ))?;
-                        if !url.starts_with('/') {
-                            return Err(format!(
-                                "[api_endpoints] {url:?}: expected a path starting with /"
-                            ));
-                        }
-                        dash::parse_output_key(key).map_err(|e| {
-                            format!("[api_endpoints] {url:?}: {key:?} is not a callback key: {e}")
-                        })?;
-                        policy.api_endpoints.insert(url.clone(), key.to_owned());
-                    }
-                }
-                ("mcp", Value::Table(t)) => policy.mcp = McpAccess::parse(t)?,
-                ("api_endpoints" | "mcp", _) => {
-                    return Err(format!("`{k}` must be a table ([{k}])"));
-                }
-                (other, _) => {
-                    return Err(format!(
-                        "unknown top-level key `{other}` (expected `default`, [[rule]], [api_endpoints] or [mcp])"
-                    ));
-                }
-            }
+        let spec = file::read(text)?;
+        let mut policy = Policy {
+            default: spec.default,
+            api_endpoints: spec.api_endpoints.into_iter().collect(),
+            ..Policy::default()
+        };
+        let m = spec.mcp;
+        policy.mcp.open = m.open;
+        policy.mcp.roles = m.roles;
+        policy.mcp.permissions = m.permissions;
+        if let Some(path) = m.path {
+            policy.mcp.path = path;
+        }
+        for rule in spec.rules {
+            policy.add_rule(rule);
         }
         policy.restricts_paths =
             policy.default == DefaultAccess::Deny || policy.rules.iter().any(|r| !r.public);
@@ -366,165 +283,66 @@ impl Policy {
         }
     }
 
-    fn add_rule(&mut self, number: usize, t: &toml::Table) -> Result<(), String> {
-        const FIELDS: &[&str] = &[
-            "paths",
-            "dash_outputs",
-            "dash_components",
-            "public",
-            "roles",
-            "permissions",
-            "methods",
-            "placeholder",
-        ];
-        if let Some(unknown) = t.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-            return Err(format!(
-                "unknown field `{unknown}` (expected one of {})",
-                FIELDS.join(", ")
-            ));
-        }
-        let strings = |field: &str| -> Result<Option<Vec<String>>, String> {
-            match t.get(field) {
-                None => Ok(None),
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .map(|v| {
-                        v.as_str()
-                            .map(str::to_owned)
-                            .ok_or(format!("field `{field}`: expected strings, got {v}"))
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Some),
-                Some(other) => Err(format!("field `{field}`: expected a list, got {other}")),
-            }
-        };
-        let public = match t.get("public") {
-            None => false,
-            Some(Value::Boolean(b)) => *b,
-            Some(other) => {
-                return Err(format!(
-                    "field `public`: expected true or false, got {other}"
-                ));
-            }
-        };
-        let roles = strings("roles")?
-            .unwrap_or_default()
-            .iter()
-            .map(|r| canonical_name(r).map_err(|e| format!("field `roles`: {r:?}: {e}")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let permissions = strings("permissions")?
-            .unwrap_or_default()
-            .iter()
-            .map(|p| {
-                canonical_permission(p).map_err(|e| format!("field `permissions`: {p:?}: {e}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let methods = strings("methods")?
-            .map(|ms| {
-                ms.iter()
-                    .map(|m| {
-                        let up = m.to_ascii_uppercase();
-                        match up.as_str() {
-                            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => {
-                                Method::from_bytes(up.as_bytes())
-                                    .map_err(|_| format!("field `methods`: bad method {m:?}"))
-                            }
-                            _ => Err(format!("field `methods`: unknown method {m:?}")),
-                        }
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .transpose()?;
-        if public && (!roles.is_empty() || !permissions.is_empty()) {
-            return Err(
-                "field `public`: a public rule cannot also require roles or permissions".to_owned(),
-            );
-        }
-        let paths = strings("paths")?;
-        let kinds: Vec<&str> = ["paths", "dash_outputs", "dash_components"]
-            .into_iter()
-            .filter(|k| t.contains_key(*k))
-            .collect();
-        match kinds.as_slice() {
-            [_] => {}
-            [] => return Err("needs `paths`, `dash_outputs` or `dash_components`".to_owned()),
-            [a, b, ..] => return Err(format!("has both `{a}` and `{b}`; write two rules")),
-        }
-        let placeholder = match t.get("placeholder") {
-            None => None,
-            Some(_) if !t.contains_key("dash_components") => {
-                return Err("field `placeholder`: only for `dash_components` rules".to_owned());
-            }
-            Some(Value::String(p)) => Some(p.clone()),
-            Some(other) => {
-                return Err(format!(
-                    "field `placeholder`: expected a string, got {other}"
-                ));
-            }
-        };
+    /// Index a checked rule: path patterns into the trie, id patterns into the output (and
+    /// component) tables.
+    fn add_rule(&mut self, spec: file::RuleSpec) {
         let idx = self.rules.len();
-        if let Some(paths) = paths {
-            if paths.is_empty() {
-                return Err("field `paths`: must not be empty".to_owned());
-            }
-            for p in &paths {
-                let pattern =
-                    parse_path_pattern(p).map_err(|m| format!("field `paths`: {p:?}: {m}"))?;
-                self.paths.insert(&pattern, idx);
-            }
-        } else {
-            let field = kinds.first().copied().unwrap_or("dash_outputs");
-            if public {
-                return Err(format!("field `public`: not allowed on `{field}` rules"));
-            }
-            if methods.is_some() {
-                return Err(format!(
-                    "field `methods`: not allowed on `{field}` rules (callbacks are POSTs)"
-                ));
-            }
-            if roles.is_empty() && permissions.is_empty() {
-                return Err(format!("field `{field}`: needs `roles` or `permissions`"));
-            }
-            let Some(Value::Array(items)) = t.get(field) else {
-                return Err(format!("field `{field}`: expected a list"));
-            };
-            if items.is_empty() {
-                return Err(format!("field `{field}`: must not be empty"));
-            }
-            let components = field == "dash_components";
-            self.output_rule_list.push(idx);
-            for item in items {
-                let pattern =
-                    parse_output_pattern(item).map_err(|m| format!("field `{field}`: {m}"))?;
-                // A component nobody may see here cannot be written by its callbacks either:
-                // the component rule is an output rule too.
-                if components {
-                    match &pattern {
-                        OutputPattern::Glob(g) if !g.contains('*') => self
-                            .exact_components
-                            .entry(g.clone())
-                            .or_default()
-                            .push(idx),
-                        p => self.pattern_components.push((p.clone(), idx)),
-                    }
+        let (public, methods, placeholder) = match spec.kind {
+            file::RuleKind::Paths {
+                patterns,
+                public,
+                methods,
+            } => {
+                for pattern in &patterns {
+                    self.paths.insert(pattern, idx);
                 }
-                match pattern {
-                    OutputPattern::Glob(g) if !g.contains('*') => {
-                        self.exact_outputs.entry(g).or_default().push(idx)
-                    }
-                    p => self.pattern_outputs.push((p, idx)),
-                }
+                (public, methods, None)
             }
-        }
+            file::RuleKind::DashOutputs(patterns) => {
+                self.add_output_patterns(patterns, idx, false);
+                (false, None, None)
+            }
+            file::RuleKind::DashComponents {
+                patterns,
+                placeholder,
+            } => {
+                self.add_output_patterns(patterns, idx, true);
+                (false, None, placeholder)
+            }
+        };
         self.rules.push(Rule {
-            number,
+            number: spec.number,
             public,
-            roles,
-            permissions,
+            roles: spec.roles,
+            permissions: spec.permissions,
             methods,
             placeholder,
         });
-        Ok(())
+    }
+
+    /// The id patterns of rule `idx`, an output rule; with `components`, a component rule too.
+    fn add_output_patterns(&mut self, patterns: Vec<OutputPattern>, idx: usize, components: bool) {
+        self.output_rule_list.push(idx);
+        for pattern in patterns {
+            // A component nobody may see here cannot be written by its callbacks either: the
+            // component rule is an output rule too.
+            if components {
+                match &pattern {
+                    OutputPattern::Glob(g) if !g.contains('*') => self
+                        .exact_components
+                        .entry(g.clone())
+                        .or_default()
+                        .push(idx),
+                    p => self.pattern_components.push((p.clone(), idx)),
+                }
+            }
+            match pattern {
+                OutputPattern::Glob(g) if !g.contains('*') => {
+                    self.exact_outputs.entry(g).or_default().push(idx)
+                }
+                p => self.pattern_outputs.push((p, idx)),
+            }
+        }
     }
 
     /// The first path rule for a normalised path and method.
@@ -709,19 +527,6 @@ impl Policy {
             components,
         })
     }
-}
-
-fn label(t: &toml::Table) -> String {
-    let first = |k: &str| {
-        t.get(k)
-            .and_then(Value::as_array)
-            .and_then(|a| a.first())
-            .map(ToString::to_string)
-    };
-    first("paths")
-        .map(|p| format!("paths {p}…"))
-        .or_else(|| first("dash_outputs").map(|o| format!("dash_outputs {o}…")))
-        .unwrap_or_else(|| "no paths".to_owned())
 }
 
 fn parse_path_pattern(p: &str) -> Result<Vec<Segment>, String> {

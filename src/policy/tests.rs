@@ -364,3 +364,61 @@ fn reload_keeps_the_old_policy_when_the_new_one_is_invalid()
     assert_eq!(h.current().default, DefaultAccess::Deny);
     Ok(())
 }
+
+#[test]
+fn every_table_names_the_key_in_errors() {
+    let err = |text: &str| Policy::parse(text).err().unwrap_or_default();
+    let cases = [
+        (
+            "[[rule]]\npaths = [\"/a\"]\npublic = 3\n",
+            "rule 1 (paths \"/a\"…): field `public`: expected a boolean, got integer `3`",
+        ),
+        (
+            "[[rule]]\npaths = [\"/a\"]\nroles = [1]\n",
+            "rule 1 (paths \"/a\"…): field `roles`: expected a string, got integer `1`",
+        ),
+        (
+            "[[rule]]\ndash_outputs = [[1]]\nroles = [\"a\"]\n",
+            "field `dash_outputs`: expected an id pattern (string) or a dict-id table, got [1]",
+        ),
+        (
+            "[[rule]]\ndash_components = [\"x\"]\nroles = [\"a\"]\npaths = [\"/a\"]\n",
+            "has both `paths` and `dash_components`",
+        ),
+        (
+            "[[rule]]\ndash_outputs = [\"x\"]\nroles = [\"a\"]\nplaceholder = \"-\"\n",
+            "field `placeholder`: only for `dash_components` rules",
+        ),
+        ("rule = 1\n", "`rule` must be an array of tables ([[rule]])"),
+        ("rule = [1]\n", "rule 1 must be a table"),
+        ("mcp = 1\n", "`mcp` must be a table ([mcp])"),
+        ("[mcp]\ncolour = 1\n", "[mcp] unknown field `colour`"),
+        ("[mcp]\nroles = \"a\"\n", "[mcp] roles: expected a list"),
+        (
+            "[mcp]\nroles = [\"Bad Role\"]\n",
+            "[mcp] roles: \"Bad Role\"",
+        ),
+        (
+            "[mcp]\npath = \"a/b\"\n",
+            "[mcp] path: expected the app's mcp_path",
+        ),
+        ("[mcp]\nopen = \"no\"\n", "[mcp] open: expected a boolean"),
+        (
+            "[api_endpoints]\n\"x\" = \"out.children\"\n",
+            "[api_endpoints] \"x\": expected a path starting with /",
+        ),
+        (
+            "[api_endpoints]\n\"/x\" = \"..\"\n",
+            "is not a callback key",
+        ),
+    ];
+    for (text, want) in cases {
+        let got = err(text);
+        assert!(got.contains(want), "{text:?}\n got: {got}\nwant: {want}");
+    }
+    let got = err("[api_endpoints]\n\"/x\" = 1\n");
+    assert!(
+        got.contains("/x") && got.contains("expected the callback's output key as a string"),
+        "{got}"
+    );
+}
