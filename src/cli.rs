@@ -400,10 +400,10 @@ async fn users(config: &Config, cmd: &UsersCommand) -> Result<(), CliError> {
                 if u.disabled { "disabled" } else { "enabled" }
             );
             match (&u.external_id, u.source.as_str()) {
-                (Some(id), crate::directory::ldap::SOURCE) => {
+                (Some(id), crate::sign_in::ldap::SOURCE) => {
                     println!("source:   ldap (entry {id})");
                 }
-                (Some(id), crate::oidc::SOURCE) => {
+                (Some(id), crate::sign_in::oidc::SOURCE) => {
                     println!("source:   oidc (subject {id})");
                 }
                 _ => println!("source:   {}", u.source),

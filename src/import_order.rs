@@ -19,7 +19,7 @@ const ORDER: &[&str] = &[
     // Proxy, session, sign-in, policy.
     "proxy",
     "session",
-    "oidc",
+    "sign_in",
     "policy",
     // Store, directory, token, and what they stand on.
     "store",

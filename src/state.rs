@@ -1,5 +1,5 @@
 //! Assembly of the shared state: [`Gateway`] gathers the services every request may need —
-//! the session service, the directory, the policy, the proxy and what it reads from the app,
+//! the session service, the directory, the sign-in sources, the policy, the proxy and what it reads from the app,
 //! metrics — and builds them from the configuration in one place. It holds no request logic;
 //! the pipeline (`server`) and the `/auth` endpoints (`auth`) use it.
 
@@ -9,12 +9,12 @@ use crate::clock;
 use crate::config::Config;
 use crate::db::Db;
 use crate::directory::Directory;
-use crate::directory::password::Hasher;
 use crate::error::Error;
 use crate::policy::PolicyHandle;
 use crate::proxy::Proxy;
 use crate::session::cookies::CookieNames;
 use crate::session::{Sessions, secs};
+use crate::sign_in::SignIn;
 use crate::store::{RevocationSet, Store};
 use crate::token::assertion::AssertionCache;
 use crate::token::keys::{KeyRing, KeyTiming};
@@ -27,7 +27,8 @@ pub struct Gateway {
     /// The SQLite database, when users (and the default state store) live there.
     pub db: Option<Db>,
     pub directory: Directory,
-    pub hasher: Hasher,
+    /// The sign-in sources: local passwords, LDAP, OpenID Connect.
+    pub sign_in: SignIn,
     pub proxy: Arc<Proxy>,
     /// The app's callback lists (`_dash-dependencies`), read when a decision needs them.
     pub dependencies: Arc<crate::proxy::dependencies::DependencyCache>,
@@ -44,10 +45,6 @@ pub struct Gateway {
     pub metrics_token: Option<zeroize::Zeroizing<String>>,
     /// The listener's certificate, when it speaks TLS.
     pub tls: Option<Arc<crate::tls::CertStore>>,
-    /// The LDAP / Active Directory source, when `[ldap]` is configured.
-    pub ldap: Option<crate::directory::ldap::LdapSource>,
-    /// The OpenID provider, when `[oidc]` is configured.
-    pub oidc: Option<Arc<crate::oidc::Provider>>,
 }
 
 impl Gateway {
@@ -61,7 +58,6 @@ impl Gateway {
             retire_after: secs(t.access_ttl.max(t.assertion_ttl)) + secs(t.leeway) + 60,
         };
         let keys = KeyRing::open(&config.keys_dir, timing, clock::now())?;
-        let hasher = Hasher::new(config.limits.password_hash_concurrency)?;
         let metrics_token = match &config.metrics.token_file {
             Some(p) => {
                 let t = std::fs::read_to_string(p).map_err(|e| {
@@ -85,14 +81,7 @@ impl Gateway {
             )),
             None => None,
         };
-        let ldap = match &config.ldap {
-            Some(c) => Some(crate::directory::ldap::LdapSource::new(c.clone())?),
-            None => None,
-        };
-        let oidc = match &config.oidc {
-            Some(c) => Some(Arc::new(crate::oidc::Provider::new(c.clone())?)),
-            None => None,
-        };
+        let sign_in = SignIn::new(&config, directory.clone())?;
         let policy = Arc::new(
             PolicyHandle::load(config.policy.as_deref())
                 .map_err(|e| Error::Internal(e.to_string()))?,
@@ -136,7 +125,7 @@ impl Gateway {
             sessions,
             directory,
             db,
-            hasher,
+            sign_in,
             proxy,
             dependencies: Default::default(),
             dash_configs: Default::default(),
@@ -147,8 +136,6 @@ impl Gateway {
             metrics,
             metrics_token,
             tls,
-            ldap,
-            oidc,
             config,
         })
     }

@@ -2,7 +2,7 @@
 //! claims. Nothing panics; nothing unsigned is accepted; claims map to valid names or fail.
 #![no_main]
 
-use dashgate::oidc::{flow, id_token};
+use dashgate::sign_in::oidc::{flow, id_token};
 use libfuzzer_sys::fuzz_target;
 
 /// RFC 7517 A.1's P-256 public key: nobody here holds its private half.

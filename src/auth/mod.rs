@@ -4,7 +4,6 @@
 mod oidc_endpoints;
 pub mod pages;
 pub mod redirect;
-pub mod sign_in;
 pub mod throttle;
 
 use std::net::SocketAddr;
@@ -258,14 +257,11 @@ fn render_login(
 
 /// What the login page offers, from the configured sources.
 fn sign_in_choices(gw: &Gateway) -> pages::SignInChoices<'_> {
-    use crate::config::SourceKind;
-    let sources = &gw.config.sources;
     pages::SignInChoices {
-        password: sources.contains(&SourceKind::Local) || sources.contains(&SourceKind::Ldap),
+        password: gw.sign_in.takes_passwords(),
         provider: gw
-            .oidc
-            .as_deref()
-            .filter(|_| sources.contains(&SourceKind::Oidc))
+            .sign_in
+            .provider()
             .map(|p| p.config().display_name.as_str()),
     }
 }
@@ -660,7 +656,7 @@ async fn logout_page<B: ClientBody>(
             username.as_deref(),
         ),
     );
-    if let Some(provider) = gw.oidc.as_deref() {
+    if let Some(provider) = gw.sign_in.oidc.as_deref() {
         pages::allow_form_targets(r.headers_mut(), &provider.end_session_origins());
     }
     Ok(r)
@@ -679,7 +675,7 @@ enum PasswordCheck {
 /// The one place a password is checked (login, password change). Counters for the client
 /// address, the (canonical) username and the pair come first, before any password work; names
 /// that are not valid usernames (`None`) share one counter. Then the sources in their order
-/// ([`sign_in::check`]: one argon2id verification for local users and unknown names alike, a
+/// ([`crate::sign_in::SignIn::check_password`]: one argon2id verification for local users and unknown names alike, a
 /// bind for directory users). A failure is counted (and a lockout it starts is logged); a
 /// success clears the username's counters. A source that is down is an error (503), not a
 /// failure.
@@ -702,15 +698,15 @@ async fn check_password(
     if wait > 0 {
         return Ok(PasswordCheck::Throttled(wait));
     }
-    let reason = match sign_in::check(gw, username, password).await? {
-        sign_in::Checked::Accepted(u) => {
+    let reason = match gw.sign_in.check_password(username, password).await? {
+        crate::sign_in::Checked::Accepted(u) => {
             gw.sessions
                 .store
                 .reset_attempts(throttle::keys_to_reset(peer.ip(), &u.username))
                 .await?;
             return Ok(PasswordCheck::Accepted(u));
         }
-        sign_in::Checked::Refused(reason) => reason,
+        crate::sign_in::Checked::Refused(reason) => reason,
     };
     gw.sessions
         .store
@@ -781,7 +777,7 @@ async fn logout<B: ClientBody>(
     tracing::info!(event = "logout", user = claims.as_ref().map_or("-", |c| c.sub.as_str()), sid = sid.as_deref().unwrap_or("-"), ip = %peer.ip());
 
     // Users of the OpenID provider can be signed out there too (RP-initiated logout).
-    let end_session = match &gw.oidc {
+    let end_session = match &gw.sign_in.oidc {
         Some(provider) if sid.is_some() => {
             let user = match (&claims, family_user) {
                 (Some(c), _) => gw.directory.user(c.sub.clone()).await?,
@@ -789,7 +785,9 @@ async fn logout<B: ClientBody>(
                 (None, None) => None,
             };
             match user {
-                Some(u) if u.source == crate::oidc::SOURCE => provider.end_session_url().await,
+                Some(u) if u.source == crate::sign_in::oidc::SOURCE => {
+                    provider.end_session_url().await
+                }
                 _ => None,
             }
         }
@@ -1009,7 +1007,7 @@ async fn change_password<B: ClientBody>(
             return refuse(StatusCode::UNAUTHORIZED, msg, Error::BadCredentials);
         }
     };
-    let hash = gw.hasher.hash(change.new).await?;
+    let hash = gw.sign_in.hasher.hash(change.new).await?;
     gw.directory.set_password(user.clone(), hash).await?;
     let ended = gw
         .sessions

@@ -13,8 +13,8 @@ use crate::directory::ExternalUser;
 use crate::error::Error;
 use crate::http_util::ClientBody;
 use crate::http_util::Response;
-use crate::oidc::{self, SignInError, flow};
 use crate::session::{cookies, secs};
+use crate::sign_in::oidc::{self, SignInError, flow};
 use crate::state::Gateway;
 
 /// What a user reads when the provider's answer is refused (the reason is in the log).
@@ -26,11 +26,7 @@ const NOT_ALLOWED: &str =
     "This account cannot sign in here. Ask an administrator if you think it should.";
 
 fn provider(gw: &Gateway) -> Result<&oidc::Provider, Error> {
-    use crate::config::SourceKind;
-    gw.oidc
-        .as_deref()
-        .filter(|_| gw.config.sources.contains(&SourceKind::Oidc))
-        .ok_or(Error::NotFound)
+    gw.sign_in.provider().ok_or(Error::NotFound)
 }
 
 pub async fn start<B: ClientBody>(gw: &Gateway, req: &Request<B>) -> Result<Response, Error> {
@@ -173,9 +169,9 @@ pub async fn callback<B: ClientBody>(
         id_is_stable: true,
         roles: identity.roles,
     };
-    let user = match super::sign_in::provisioned(gw, external).await? {
-        super::sign_in::Checked::Accepted(u) => u,
-        super::sign_in::Checked::Refused(reason) => {
+    let user = match gw.sign_in.provisioned(external).await? {
+        crate::sign_in::Checked::Accepted(u) => u,
+        crate::sign_in::Checked::Refused(reason) => {
             gw.metrics.login("failure");
             tracing::info!(event = "login", source = oidc::SOURCE, result = "failure", reason, user = %identity.username, ip = %peer.ip());
             return back_to_login(gw, &next, NOT_ALLOWED, StatusCode::FORBIDDEN);

@@ -21,7 +21,11 @@ pub enum SourceKind {
 }
 
 impl SourceKind {
-    pub fn name(self) -> &'static str {
+    /// Every kind of source.
+    pub const ALL: [SourceKind; 3] = [SourceKind::Local, SourceKind::Ldap, SourceKind::Oidc];
+
+    /// The name in `login.sources`, and the `source` stored with each user: the one spelling.
+    pub const fn name(self) -> &'static str {
         match self {
             SourceKind::Local => "local",
             SourceKind::Ldap => "ldap",
@@ -353,23 +357,27 @@ pub(super) fn order(
     }
     let mut out = Vec::new();
     for name in &listed {
-        let kind = match name.trim() {
-            "local" => SourceKind::Local,
-            "ldap" if ldap => SourceKind::Ldap,
-            "oidc" if oidc => SourceKind::Oidc,
-            "ldap" | "oidc" => {
-                return Err(v.invalid(
+        let name = name.trim();
+        let kind = SourceKind::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .ok_or_else(|| {
+                v.invalid(
                     "login.sources",
-                    format!("{name:?} is listed but [{name}] is not configured"),
-                ));
-            }
-            other => {
-                return Err(v.invalid(
-                    "login.sources",
-                    format!("expected \"local\", \"ldap\" or \"oidc\", got {other:?}"),
-                ));
-            }
+                    format!("expected \"local\", \"ldap\" or \"oidc\", got {name:?}"),
+                )
+            })?;
+        let configured = match kind {
+            SourceKind::Local => true,
+            SourceKind::Ldap => ldap,
+            SourceKind::Oidc => oidc,
         };
+        if !configured {
+            return Err(v.invalid(
+                "login.sources",
+                format!("{name:?} is listed but [{name}] is not configured"),
+            ));
+        }
         if out.contains(&kind) {
             return Err(v.invalid("login.sources", format!("{name:?} is listed twice")));
         }

@@ -4,7 +4,6 @@
 //! first sign-in (marked with their source), so sessions, refresh, `users disable` and locally
 //! granted roles work the same for everyone.
 
-pub mod ldap;
 pub mod password;
 
 pub mod postgres;
@@ -26,7 +25,7 @@ pub struct User {
     /// Effective permissions: the union of the roles' permissions, sorted.
     pub permissions: Vec<String>,
     pub created_at: i64,
-    /// Where the user signs in: [`LOCAL`], [`ldap::SOURCE`] or [`crate::oidc::SOURCE`].
+    /// Where the user signs in: [`LOCAL`], `ldap` or `oidc` (the names of [`crate::config::SourceKind`]).
     pub source: String,
     /// Who the user is at that source: the LDAP entry's DN, the provider's `sub`.
     pub external_id: Option<String>,
@@ -46,7 +45,7 @@ pub fn union(granted: &[String], mapped: &[String]) -> Vec<String> {
 }
 
 /// The `source` of users created with `users add`, who sign in with a password stored here.
-pub const LOCAL: &str = "local";
+pub const LOCAL: &str = crate::config::SourceKind::Local.name();
 
 /// What provisioning a user from an external source found.
 #[derive(Debug)]

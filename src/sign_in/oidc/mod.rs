@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::names::canonical_name;
 
 /// The `source` recorded for users who sign in through the OpenID provider.
-pub const SOURCE: &str = "oidc";
+pub const SOURCE: &str = crate::config::SourceKind::Oidc.name();
 
 /// Largest discovery document, JWKS, token or userinfo answer read.
 const MAX_ANSWER_BYTES: usize = 256 * 1024;

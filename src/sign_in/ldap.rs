@@ -14,7 +14,7 @@ use crate::config::LdapConfig;
 use crate::error::Error;
 
 /// The `source` recorded for users who sign in through LDAP.
-pub const SOURCE: &str = "ldap";
+pub const SOURCE: &str = crate::config::SourceKind::Ldap.name();
 
 /// LDAP result codes that matter here (RFC 4511 4.1.9).
 const INVALID_CREDENTIALS: u32 = 49;
