@@ -140,7 +140,7 @@ async fn serve_connection<I>(
     let conn_gw = Arc::clone(&gw);
     let service = service_fn(move |req| {
         let gw = Arc::clone(&conn_gw);
-        async move { Ok::<_, Infallible>(crate::pipeline::handle(&gw, peer, req).await) }
+        async move { Ok::<_, Infallible>(crate::pipeline::handle(&gw.services(), peer, req).await) }
     });
     let conn = builder
         .serve_connection(TokioIo::new(io), service)

@@ -1,15 +1,18 @@
 //! Assembly of the shared state: [`Gateway`] gathers the services every request may need —
 //! the session service, the directory, the sign-in sources, the policy, the proxy and what it reads from the app,
-//! metrics — and builds them from the configuration in one place. It holds no request logic;
-//! the pipeline (`server`) and the `/auth` endpoints (`auth`) use it.
+//! metrics — and builds them from the configuration in one place. It holds no request logic:
+//! the listener hands each request the pipeline's view of it ([`Gateway::services`]), and the
+//! pipeline hands the `/auth` endpoints theirs.
 
 use std::sync::Arc;
 
+use crate::auth::{Desk, Scrape};
 use crate::clock;
 use crate::config::Config;
 use crate::db::Db;
 use crate::directory::Directory;
 use crate::error::Error;
+use crate::pipeline::Services;
 use crate::policy::PolicyHandle;
 use crate::proxy::Proxy;
 use crate::session::cookies::CookieNames;
@@ -48,6 +51,41 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// What the request pipeline (and through it the `/auth` endpoints) works with: every
+    /// service and setting a request needs, by reference.
+    pub fn services(&self) -> Services<'_> {
+        let c = &self.config;
+        Services {
+            sessions: &self.sessions,
+            policy: &self.policy,
+            proxy: &self.proxy,
+            dependencies: &self.dependencies,
+            dash_configs: &self.dash_configs,
+            registries: &self.registries,
+            coverage_reported: &self.coverage_reported,
+            assertions: &self.assertions,
+            metrics: &self.metrics,
+            desk: Desk {
+                sessions: &self.sessions,
+                sign_in: &self.sign_in,
+                metrics: &self.metrics,
+                prefix: &c.auth_prefix,
+                body_timeout: c.limits.body_read_timeout,
+                login: c.login,
+                scrape: Scrape {
+                    public: c.metrics.public,
+                    token: self.metrics_token.as_ref(),
+                    proxy: &self.proxy,
+                    policy: &self.policy,
+                },
+            },
+            limits: &c.limits,
+            trusted_proxies: &c.trusted_proxies,
+            https: self.tls.is_some(),
+            affinity: c.balancing.affinity,
+        }
+    }
+
     /// Open the database and keys and build the shared state.
     pub async fn new(config: Config) -> Result<Gateway, Error> {
         let (directory, db) = Directory::open(&config).await?;

@@ -1,5 +1,7 @@
 //! The gateway's own endpoints under the auth prefix (`/auth` by default): login, logout,
-//! refresh, userinfo, JWKS, health and readiness.
+//! refresh, password change, userinfo, metrics, JWKS, health and readiness, and the OpenID
+//! Connect sign-in ([`oidc_endpoints`]). [`routes`] is their one route table, [`admit`] what
+//! every one of them demands first; they work with the narrow [`Desk`], never the whole state.
 
 mod oidc_endpoints;
 pub mod pages;
@@ -13,14 +15,51 @@ use http::{HeaderValue, Method, Request, StatusCode, header};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use std::time::Duration;
+
 use crate::clock;
+use crate::config::LoginLimits;
 use crate::error::Error;
 use crate::http_util::ClientBody;
 use crate::http_util::{Response, content_type, full, json, redirect};
+use crate::metrics::Metrics;
 use crate::names::canonical_name;
+use crate::policy::PolicyHandle;
+use crate::proxy::Proxy;
 use crate::proxy::read_body;
+use crate::session::Sessions;
 use crate::session::{Named, NamedUser, Outcome, Via, cookies, csrf, secs};
-use crate::state::Gateway;
+use crate::sign_in::SignIn;
+
+/// What the `/auth` endpoints work with, and all they see of the gateway: the session
+/// service, the sign-in sources, the login counters, and a few settings. Assembled with the
+/// rest of the shared state (`state`).
+#[derive(Clone, Copy)]
+pub struct Desk<'a> {
+    pub sessions: &'a Sessions,
+    pub sign_in: &'a SignIn,
+    pub metrics: &'a Metrics,
+    /// `auth_prefix`.
+    pub prefix: &'a str,
+    /// `limits.body_read_timeout`.
+    pub body_timeout: Duration,
+    /// `login.*`: brute-force regulation.
+    pub login: LoginLimits,
+    pub scrape: Scrape<'a>,
+}
+
+/// What `/auth/metrics` reports on and who may read it.
+#[derive(Clone, Copy)]
+pub struct Scrape<'a> {
+    /// `metrics.public`.
+    pub public: bool,
+    /// The scraper's bearer token (`metrics.token_file`).
+    pub token: Option<&'a Zeroizing<String>>,
+    /// Upstream health.
+    pub proxy: &'a Proxy,
+    /// The policy in force (its rule count).
+    pub policy: &'a PolicyHandle,
+}
 
 /// Largest body the auth endpoints read (a login form is a few hundred bytes).
 const MAX_AUTH_BODY: usize = 16 * 1024;
@@ -40,7 +79,7 @@ const MAX_AUTH_BODY: usize = 16 * 1024;
 /// that set their own caching (JWKS, stylesheet), `no-store`. (Errors get the same headers in
 /// [`Error::into_response`].)
 pub async fn handle<B: ClientBody>(
-    gw: &Gateway,
+    desk: Desk<'_>,
     peer: SocketAddr,
     req: Request<B>,
     sub: &str,
@@ -48,7 +87,7 @@ pub async fn handle<B: ClientBody>(
     let html = crate::http_util::wants_html(req.headers(), req.uri().path());
     let mut carry = Carry::default();
     let answer = match admit(req.method(), sub, req.headers()) {
-        Ok(()) => dispatch(gw, peer, req, sub, &mut carry).await,
+        Ok(()) => dispatch(desk, peer, req, sub, &mut carry).await,
         Err(e) => Err(e),
     };
     let mut r = answer.unwrap_or_else(|e| e.into_response(html));
@@ -81,18 +120,17 @@ const FORM_OR_JSON: &[&str] = &["application/x-www-form-urlencoded", "applicatio
 /// out to carry a session (a cross-site logout would otherwise sign anyone out) — and must
 /// carry a body type the endpoint reads. Safe methods change nothing and pass. The session's
 /// CSRF token, which needs to know the session, is checked by the handlers with
-/// [`Gateway::check_csrf`], also before anything changes.
+/// [`Sessions::check_csrf`], also before anything changes.
 pub fn admit(method: &Method, sub: &str, headers: &http::HeaderMap) -> Result<(), Error> {
     if csrf::is_safe_method(method) {
         return Ok(());
     }
     csrf::check_origin(headers)?;
-    let reads: &[&str] = match (sub, method) {
-        ("/login" | "/password", &Method::POST) => FORM_OR_JSON,
-        _ => return Ok(()),
-    };
+    if !route(sub, method).is_ok_and(Endpoint::reads_form) {
+        return Ok(());
+    }
     match content_type(headers) {
-        Some(ct) if reads.contains(&ct.as_str()) => Ok(()),
+        Some(ct) if FORM_OR_JSON.contains(&ct.as_str()) => Ok(()),
         _ => Err(Error::UnsupportedMediaType),
     }
 }
@@ -107,14 +145,14 @@ pub struct Carry {
 }
 
 impl Carry {
-    /// [`Gateway::authenticate`], keeping the cookies it sets.
+    /// [`Sessions::authenticate`], keeping the cookies it sets.
     async fn authenticate(
         &mut self,
-        gw: &Gateway,
+        desk: Desk<'_>,
         headers: &http::HeaderMap,
         now: i64,
     ) -> Result<Option<crate::session::Session>, Error> {
-        match gw.sessions.authenticate(headers, now).await? {
+        match desk.sessions.authenticate(headers, now).await? {
             Outcome::Authenticated(mut s) => {
                 self.cookies.append(&mut s.set_cookies);
                 Ok(Some(s))
@@ -127,38 +165,103 @@ impl Carry {
     }
 }
 
+/// What an endpoint under the auth prefix does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Endpoint {
+    LoginPage,
+    Login,
+    LogoutPage,
+    Logout,
+    PasswordPage,
+    ChangePassword,
+    Metrics,
+    OidcStart,
+    OidcCallback,
+    Refresh,
+    Userinfo,
+    Jwks,
+    Healthz,
+    Readyz,
+    /// The login page's stylesheet and icon.
+    Asset,
+}
+
+impl Endpoint {
+    /// Does it read a form or JSON body (and so refuse other body types, [`admit`])?
+    fn reads_form(self) -> bool {
+        matches!(self, Endpoint::Login | Endpoint::ChangePassword)
+    }
+}
+
+const SAFE: [Method; 2] = [Method::GET, Method::HEAD];
+
+/// The route table of the auth prefix: for `sub` (the path after the prefix), the endpoint of
+/// each method it answers. `None`: no such path (404); a listed path answers other methods
+/// with 405.
+fn routes(sub: &str) -> Option<Vec<(Method, Endpoint)>> {
+    use Endpoint::*;
+    let page_and_form = |page, form| {
+        let mut r: Vec<(Method, Endpoint)> = SAFE.iter().map(|m| (m.clone(), page)).collect();
+        r.push((Method::POST, form));
+        r
+    };
+    let read = |e| SAFE.iter().map(|m| (m.clone(), e)).collect::<Vec<_>>();
+    Some(match sub {
+        "/login" => page_and_form(LoginPage, Login),
+        "/logout" => page_and_form(LogoutPage, Logout),
+        "/password" => page_and_form(PasswordPage, ChangePassword),
+        "/refresh" => vec![(Method::POST, Refresh)],
+        "/metrics" => vec![(Method::GET, Metrics)],
+        "/oidc/start" => read(OidcStart),
+        "/oidc/callback" => vec![(Method::GET, OidcCallback)],
+        "/userinfo" => read(Userinfo),
+        "/jwks.json" => read(Jwks),
+        "/healthz" => read(Healthz),
+        "/readyz" => read(Readyz),
+        asset if pages::asset(asset).is_some() => read(Asset),
+        _ => return None,
+    })
+}
+
+/// The endpoint a request is for, or the 404 / 405 that answers it.
+fn route(sub: &str, method: &Method) -> Result<Endpoint, Error> {
+    let routes = routes(sub).ok_or(Error::NotFound)?;
+    routes
+        .into_iter()
+        .find(|(m, _)| m == method)
+        .map(|(_, e)| e)
+        .ok_or(Error::MethodNotAllowed)
+}
+
 async fn dispatch<B: ClientBody>(
-    gw: &Gateway,
+    desk: Desk<'_>,
     peer: SocketAddr,
     req: Request<B>,
     sub: &str,
     carry: &mut Carry,
 ) -> Result<Response, Error> {
-    let method = req.method().clone();
-    match (sub, method) {
-        ("/login", Method::GET | Method::HEAD) => login_page(gw, &req),
-        ("/login", Method::POST) => login(gw, peer, req).await,
-        ("/logout", Method::GET | Method::HEAD) => logout_page(gw, &req, carry).await,
-        ("/logout", Method::POST) => logout(gw, peer, req).await,
-        ("/password", Method::GET | Method::HEAD) => password_page(gw, &req, carry).await,
-        ("/password", Method::POST) => change_password(gw, peer, req, carry).await,
-        ("/metrics", Method::GET) => metrics(gw, &req, carry).await,
-        ("/oidc/start", Method::GET | Method::HEAD) => oidc_endpoints::start(gw, &req).await,
-        ("/oidc/callback", Method::GET) => oidc_endpoints::callback(gw, peer, &req).await,
-        ("/refresh", Method::POST) => refresh(gw, req).await,
-        ("/userinfo", Method::GET | Method::HEAD) => userinfo(gw, &req, carry).await,
-        ("/jwks.json", Method::GET | Method::HEAD) => {
-            let mut r = json(StatusCode::OK, &gw.sessions.keys.jwks());
+    match route(sub, req.method())? {
+        Endpoint::LoginPage => login_page(desk, &req),
+        Endpoint::Login => login(desk, peer, req).await,
+        Endpoint::LogoutPage => logout_page(desk, &req, carry).await,
+        Endpoint::Logout => logout(desk, peer, req).await,
+        Endpoint::PasswordPage => password_page(desk, &req, carry).await,
+        Endpoint::ChangePassword => change_password(desk, peer, req, carry).await,
+        Endpoint::Metrics => metrics(desk, &req, carry).await,
+        Endpoint::OidcStart => oidc_endpoints::start(desk, &req).await,
+        Endpoint::OidcCallback => oidc_endpoints::callback(desk, peer, &req).await,
+        Endpoint::Refresh => refresh(desk, req).await,
+        Endpoint::Userinfo => userinfo(desk, &req, carry).await,
+        Endpoint::Jwks => {
+            let mut r = json(StatusCode::OK, &desk.sessions.keys.jwks());
             r.headers_mut().insert(
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("public, max-age=300"),
             );
             Ok(r)
         }
-        ("/healthz", Method::GET | Method::HEAD) => {
-            Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
-        }
-        ("/readyz", Method::GET | Method::HEAD) => match ready(gw).await {
+        Endpoint::Healthz => Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+        Endpoint::Readyz => match ready(desk).await {
             Ok(()) => Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({"status": "ready"}),
@@ -171,8 +274,8 @@ async fn dispatch<B: ClientBody>(
                 ))
             }
         },
-        (asset, Method::GET | Method::HEAD) if pages::asset(asset).is_some() => {
-            let (content_type, body) = pages::asset(asset).ok_or(Error::NotFound)?;
+        Endpoint::Asset => {
+            let (content_type, body) = pages::asset(sub).ok_or(Error::NotFound)?;
             let mut r = Response::new(full(body));
             r.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -182,20 +285,13 @@ async fn dispatch<B: ClientBody>(
             );
             Ok(r)
         }
-        (
-            "/login" | "/logout" | "/password" | "/refresh" | "/userinfo" | "/jwks.json"
-            | "/healthz" | "/readyz" | "/metrics" | "/oidc/start" | "/oidc/callback",
-            _,
-        ) => Err(Error::MethodNotAllowed),
-        (asset, _) if pages::asset(asset).is_some() => Err(Error::MethodNotAllowed),
-        _ => Err(Error::NotFound),
     }
 }
 
 /// Ready when the user database and the state store both answer.
-async fn ready(gw: &Gateway) -> Result<(), Error> {
-    gw.directory.ping().await?;
-    gw.sessions.store.ping().await
+async fn ready(desk: Desk<'_>) -> Result<(), Error> {
+    desk.sign_in.directory.ping().await?;
+    desk.sessions.store.ping().await
 }
 
 fn query_param<B: ClientBody>(req: &Request<B>, name: &str) -> Option<String> {
@@ -224,24 +320,24 @@ fn add_cookies(r: &mut Response, values: impl IntoIterator<Item = HeaderValue>) 
 
 /// Render the login form with a fresh pre-session CSRF token in an HttpOnly cookie.
 fn render_login(
-    gw: &Gateway,
+    desk: Desk<'_>,
     next: &str,
     username: &str,
     error: Option<&str>,
     status: StatusCode,
 ) -> Result<Response, Error> {
     let now = clock::now();
-    let token = csrf::issue(gw.sessions.keys.csrf_key(), csrf::Binding::Login, now)?;
+    let token = csrf::issue(desk.sessions.keys.csrf_key(), csrf::Binding::Login, now)?;
     let page = pages::login_page(
-        &gw.config.auth_prefix,
+        desk.prefix,
         next,
         &token,
         username,
         error,
-        sign_in_choices(gw),
+        sign_in_choices(desk),
     );
     let mut r = html(status, page);
-    let names = &gw.sessions.cookies;
+    let names = &desk.sessions.cookies;
     add_cookies(
         &mut r,
         cookies::set_cookie(
@@ -256,10 +352,10 @@ fn render_login(
 }
 
 /// What the login page offers, from the configured sources.
-fn sign_in_choices(gw: &Gateway) -> pages::SignInChoices<'_> {
+fn sign_in_choices(desk: Desk<'_>) -> pages::SignInChoices<'_> {
     pages::SignInChoices {
-        password: gw.sign_in.takes_passwords(),
-        provider: gw
+        password: desk.sign_in.takes_passwords(),
+        provider: desk
             .sign_in
             .provider()
             .map(|p| p.config().display_name.as_str()),
@@ -269,19 +365,19 @@ fn sign_in_choices(gw: &Gateway) -> pages::SignInChoices<'_> {
 /// Start a session for a user who just proved who they are (password or provider), ending
 /// the browser's previous one.
 async fn signed_in(
-    gw: &Gateway,
+    desk: Desk<'_>,
     peer: SocketAddr,
     user: &crate::directory::User,
     previous: Option<crate::token::refresh::RefreshKey>,
     now: i64,
 ) -> Result<crate::session::Issued, Error> {
     if let Some(hash) = previous {
-        if let Some(old) = gw.sessions.store.family_of(hash, now).await? {
-            gw.sessions.revoke_session(&old.id, now).await?;
+        if let Some(old) = desk.sessions.store.family_of(hash, now).await? {
+            desk.sessions.revoke_session(&old.id, now).await?;
         }
     }
-    let issued = gw.sessions.start_session(user, now).await?;
-    gw.metrics.login("success");
+    let issued = desk.sessions.start_session(user, now).await?;
+    desk.metrics.login("success");
     tracing::info!(event = "login", result = "success", user = %user.username, source = %user.source, sid = %issued.family.id, ip = %peer.ip());
     Ok(issued)
 }
@@ -289,24 +385,24 @@ async fn signed_in(
 /// The 303 that ends a browser sign-in: session cookies, and `spent` (the login form's or the
 /// OpenID flow's cookie) removed.
 fn browser_signed_in(
-    gw: &Gateway,
+    desk: Desk<'_>,
     issued: &crate::session::Issued,
     next: &str,
     spent: &str,
     now: i64,
 ) -> Result<Response, Error> {
     let mut r = redirect(StatusCode::SEE_OTHER, next);
-    add_cookies(&mut r, gw.sessions.session_cookies(issued, now, true)?);
+    add_cookies(&mut r, desk.sessions.session_cookies(issued, now, true)?);
     add_cookies(
         &mut r,
-        cookies::set_cookie(&gw.sessions.cookies, spent, "", None, true),
+        cookies::set_cookie(&desk.sessions.cookies, spent, "", None, true),
     );
     Ok(r)
 }
 
-fn login_page<B: ClientBody>(gw: &Gateway, req: &Request<B>) -> Result<Response, Error> {
-    let next = redirect::safe_next(query_param(req, "next").as_deref(), &gw.config.auth_prefix);
-    render_login(gw, &next, "", None, StatusCode::OK)
+fn login_page<B: ClientBody>(desk: Desk<'_>, req: &Request<B>) -> Result<Response, Error> {
+    let next = redirect::safe_next(query_param(req, "next").as_deref(), desk.prefix);
+    render_login(desk, &next, "", None, StatusCode::OK)
 }
 
 #[derive(Deserialize)]
@@ -367,30 +463,25 @@ fn parse_login(ct: Option<&str>, body: &Bytes) -> Result<LoginRequest, Error> {
 }
 
 async fn login<B: ClientBody>(
-    gw: &Gateway,
+    desk: Desk<'_>,
     peer: SocketAddr,
     req: Request<B>,
 ) -> Result<Response, Error> {
     let ct = content_type(req.headers());
     let login_cookie =
-        cookies::get(req.headers(), &gw.sessions.cookies.login_csrf).map(str::to_owned);
+        cookies::get(req.headers(), &desk.sessions.cookies.login_csrf).map(str::to_owned);
     // The session this browser already holds ends when it signs in again (session fixation:
     // nothing from before a sign-in keeps working).
-    let previous = gw.sessions.presented_session(req.headers());
-    let body = read_body(
-        req.into_body(),
-        MAX_AUTH_BODY,
-        gw.config.limits.body_read_timeout,
-    )
-    .await?;
+    let previous = desk.sessions.presented_session(req.headers());
+    let body = read_body(req.into_body(), MAX_AUTH_BODY, desk.body_timeout).await?;
     let login = parse_login(ct.as_deref(), &body)?;
     let now = clock::now();
-    let prefix = &gw.config.auth_prefix;
+    let prefix = desk.prefix;
 
     if let Some(form) = &login.form {
         let next = redirect::safe_next(form.next.as_deref(), prefix);
         if csrf::check(
-            gw.sessions.keys.csrf_key(),
+            desk.sessions.keys.csrf_key(),
             login_cookie.as_deref(),
             form.csrf_token.as_deref(),
             csrf::Binding::Login,
@@ -399,23 +490,23 @@ async fn login<B: ClientBody>(
         )
         .is_err()
         {
-            gw.metrics.login("csrf_failure");
+            desk.metrics.login("csrf_failure");
             tracing::info!(event = "login", result = "csrf_failure", ip = %peer.ip());
-            return render_login(gw, &next, "", None, StatusCode::FORBIDDEN);
+            return render_login(desk, &next, "", None, StatusCode::FORBIDDEN);
         }
     }
 
     let canonical = canonical_name(&login.username).ok();
-    let checked = check_password(gw, peer, canonical.as_deref(), login.password, now).await;
+    let checked = check_password(desk, peer, canonical.as_deref(), login.password, now).await;
     let checked = match (checked, &login.form) {
         (Err(e @ Error::DirectoryUnavailable { .. }), Some(form)) => {
             // The form again, saying what is wrong: never "wrong password" for an outage.
-            gw.metrics.login("unavailable");
+            desk.metrics.login("unavailable");
             let message = e.public_message();
             tracing::warn!(event = "login", result = "unavailable", error = %e, ip = %peer.ip());
             let next = redirect::safe_next(form.next.as_deref(), prefix);
             let mut r = render_login(
-                gw,
+                desk,
                 &next,
                 canonical.as_deref().unwrap_or(""),
                 Some(&message),
@@ -427,7 +518,7 @@ async fn login<B: ClientBody>(
         }
         (Err(e), _) => {
             if matches!(e, Error::DirectoryUnavailable { .. }) {
-                gw.metrics.login("unavailable");
+                desk.metrics.login("unavailable");
             }
             return Err(e);
         }
@@ -436,14 +527,14 @@ async fn login<B: ClientBody>(
     let user = match checked {
         PasswordCheck::Accepted(u) => u,
         PasswordCheck::Throttled(wait) => {
-            gw.metrics.login("throttled");
+            desk.metrics.login("throttled");
             tracing::warn!(event = "login", result = "throttled", user = canonical.as_deref().unwrap_or("-"), ip = %peer.ip(), retry_after = wait);
             return match &login.form {
                 Some(form) => {
                     let next = redirect::safe_next(form.next.as_deref(), prefix);
                     let message = format!("Too many attempts. Try again in {wait} seconds.");
                     let mut r = render_login(
-                        gw,
+                        desk,
                         &next,
                         canonical.as_deref().unwrap_or(""),
                         Some(&message),
@@ -458,14 +549,14 @@ async fn login<B: ClientBody>(
             };
         }
         PasswordCheck::Refused(reason) => {
-            gw.metrics.login("failure");
+            desk.metrics.login("failure");
             let user = canonical.as_deref().unwrap_or("-");
             tracing::info!(event = "login", result = "failure", reason, user, ip = %peer.ip());
             return match &login.form {
                 Some(form) => {
                     let next = redirect::safe_next(form.next.as_deref(), prefix);
                     render_login(
-                        gw,
+                        desk,
                         &next,
                         canonical.as_deref().unwrap_or(""),
                         Some(pages::LOGIN_FAILED),
@@ -477,17 +568,17 @@ async fn login<B: ClientBody>(
         }
     };
 
-    let issued = signed_in(gw, peer, &user, previous, now).await?;
+    let issued = signed_in(desk, peer, &user, previous, now).await?;
     match login.form {
         Some(form) => {
             let next = redirect::safe_next(form.next.as_deref(), prefix);
-            browser_signed_in(gw, &issued, &next, &gw.sessions.cookies.login_csrf, now)
+            browser_signed_in(desk, &issued, &next, &desk.sessions.cookies.login_csrf, now)
         }
-        None => Ok(token_response(gw, &issued, now)),
+        None => Ok(token_response(desk, &issued, now)),
     }
 }
 
-fn token_response(gw: &Gateway, issued: &crate::session::Issued, now: i64) -> Response {
+fn token_response(desk: Desk<'_>, issued: &crate::session::Issued, now: i64) -> Response {
     let mut body = serde_json::json!({
         "access_token": issued.access_token,
         "token_type": "Bearer",
@@ -496,7 +587,7 @@ fn token_response(gw: &Gateway, issued: &crate::session::Issued, now: i64) -> Re
     if let Some(r) = &issued.refresh_token {
         body["refresh_token"] = serde_json::Value::String(r.clone());
         body["refresh_expires_in"] = serde_json::json!(
-            secs(gw.config.session.refresh_idle_ttl)
+            secs(desk.sessions.settings.refresh_idle_ttl)
                 .min(issued.family.absolute_expires_at.saturating_sub(now))
         );
     }
@@ -508,20 +599,15 @@ struct RefreshJson {
     refresh_token: String,
 }
 
-async fn refresh<B: ClientBody>(gw: &Gateway, req: Request<B>) -> Result<Response, Error> {
+async fn refresh<B: ClientBody>(desk: Desk<'_>, req: Request<B>) -> Result<Response, Error> {
     let now = clock::now();
     let ct = content_type(req.headers());
     if ct.as_deref() == Some("application/json") {
-        let body = read_body(
-            req.into_body(),
-            MAX_AUTH_BODY,
-            gw.config.limits.body_read_timeout,
-        )
-        .await?;
+        let body = read_body(req.into_body(), MAX_AUTH_BODY, desk.body_timeout).await?;
         let j: RefreshJson = serde_json::from_slice(&body)
             .map_err(|_| Error::BadRequest("expected JSON {\"refresh_token\"}"))?;
-        return match gw.sessions.refresh(&j.refresh_token, now).await? {
-            Some(issued) => Ok(token_response(gw, &issued, now)),
+        return match desk.sessions.refresh(&j.refresh_token, now).await? {
+            Some(issued) => Ok(token_response(desk, &issued, now)),
             None => Err(Error::Unauthenticated),
         };
     }
@@ -529,16 +615,16 @@ async fn refresh<B: ClientBody>(gw: &Gateway, req: Request<B>) -> Result<Respons
     // token is spent (a forged request must not be able to rotate it away).
     let headers = req.headers();
     let presented =
-        cookies::get(headers, &gw.sessions.cookies.refresh).ok_or(Error::Unauthenticated)?;
+        cookies::get(headers, &desk.sessions.cookies.refresh).ok_or(Error::Unauthenticated)?;
     let hash = crate::token::refresh::parse(presented).ok_or(Error::Unauthenticated)?;
-    let family = gw
+    let family = desk
         .sessions
         .store
         .family_of(hash, now)
         .await?
         .ok_or(Error::Unauthenticated)?;
-    gw.sessions.check_csrf(headers, &family.id, None, now)?;
-    let issued = gw
+    desk.sessions.check_csrf(headers, &family.id, None, now)?;
+    let issued = desk
         .sessions
         .refresh(presented, now)
         .await?
@@ -547,7 +633,7 @@ async fn refresh<B: ClientBody>(gw: &Gateway, req: Request<B>) -> Result<Respons
         StatusCode::OK,
         &serde_json::json!({"token_type": "Bearer", "expires_in": issued.claims.exp.saturating_sub(now)}),
     );
-    add_cookies(&mut r, gw.sessions.session_cookies(&issued, now, false)?);
+    add_cookies(&mut r, desk.sessions.session_cookies(&issued, now, false)?);
     Ok(r)
 }
 
@@ -557,16 +643,19 @@ pub const METRICS_PERMISSION: &str = "dashgate:metrics";
 /// Prometheus metrics, for `metrics.public`, the scraper's bearer token (`metrics.token_file`)
 /// or a user with the `dashgate:metrics` permission.
 async fn metrics<B: ClientBody>(
-    gw: &Gateway,
+    desk: Desk<'_>,
     req: &Request<B>,
     carry: &mut Carry,
 ) -> Result<Response, Error> {
-    let scraper = match (&gw.metrics_token, crate::session::bearer(req.headers())?) {
+    let scraper = match (desk.scrape.token, crate::session::bearer(req.headers())?) {
         (Some(want), Some(got)) => csrf::secrets_equal(want, got),
         _ => false,
     };
-    if !gw.config.metrics.public && !scraper {
-        match carry.authenticate(gw, req.headers(), clock::now()).await? {
+    if !desk.scrape.public && !scraper {
+        match carry
+            .authenticate(desk, req.headers(), clock::now())
+            .await?
+        {
             Some(s) if s.claims.permissions.iter().any(|p| p == METRICS_PERMISSION) => {}
             Some(_) => {
                 return Err(Error::Forbidden(
@@ -576,10 +665,10 @@ async fn metrics<B: ClientBody>(
             None => return Err(Error::Unauthenticated),
         }
     }
-    let healthy = (0..gw.proxy.upstreams.len())
-        .filter(|&i| gw.proxy.upstreams.is_healthy(i))
+    let healthy = (0..desk.scrape.proxy.upstreams.len())
+        .filter(|&i| desk.scrape.proxy.upstreams.is_healthy(i))
         .count();
-    let text = gw.metrics.render(&[
+    let text = desk.metrics.render(&[
         (
             "dashgate_upstreams_healthy",
             "Upstreams currently passing their health checks.",
@@ -588,17 +677,17 @@ async fn metrics<B: ClientBody>(
         (
             "dashgate_upstreams",
             "Configured upstreams.",
-            gw.proxy.upstreams.len() as u64,
+            desk.scrape.proxy.upstreams.len() as u64,
         ),
         (
             "dashgate_revocation_entries",
             "Entries in the in-memory revocation set.",
-            gw.sessions.revocations.len() as u64,
+            desk.sessions.revocations.len() as u64,
         ),
         (
             "dashgate_policy_rules",
             "Rules of the policy in force.",
-            gw.policy.current().rule_count() as u64,
+            desk.scrape.policy.current().rule_count() as u64,
         ),
     ]);
     let mut r = Response::new(full(text));
@@ -612,12 +701,12 @@ async fn metrics<B: ClientBody>(
 }
 
 async fn userinfo<B: ClientBody>(
-    gw: &Gateway,
+    desk: Desk<'_>,
     req: &Request<B>,
     carry: &mut Carry,
 ) -> Result<Response, Error> {
     let s = carry
-        .authenticate(gw, req.headers(), clock::now())
+        .authenticate(desk, req.headers(), clock::now())
         .await?
         .ok_or(Error::Unauthenticated)?;
     let c = &s.claims;
@@ -630,17 +719,17 @@ async fn userinfo<B: ClientBody>(
 }
 
 async fn logout_page<B: ClientBody>(
-    gw: &Gateway,
+    desk: Desk<'_>,
     req: &Request<B>,
     carry: &mut Carry,
 ) -> Result<Response, Error> {
     let now = clock::now();
-    let (username, token) = match carry.authenticate(gw, req.headers(), now).await? {
+    let (username, token) = match carry.authenticate(desk, req.headers(), now).await? {
         Some(s) => {
             // A fresh token of this session for the form: the CSRF check accepts it beside the
             // session's cookie, which authenticate() has already repaired if it was missing.
             let token = csrf::issue(
-                gw.sessions.keys.csrf_key(),
+                desk.sessions.keys.csrf_key(),
                 csrf::Binding::Session(&s.claims.sid),
                 now,
             )?;
@@ -650,13 +739,9 @@ async fn logout_page<B: ClientBody>(
     };
     let mut r = html(
         StatusCode::OK,
-        pages::logout_page(
-            &gw.config.auth_prefix,
-            token.as_deref(),
-            username.as_deref(),
-        ),
+        pages::logout_page(desk.prefix, token.as_deref(), username.as_deref()),
     );
-    if let Some(provider) = gw.sign_in.oidc.as_deref() {
+    if let Some(provider) = desk.sign_in.oidc.as_deref() {
         pages::allow_form_targets(r.headers_mut(), &provider.end_session_origins());
     }
     Ok(r)
@@ -680,15 +765,15 @@ enum PasswordCheck {
 /// success clears the username's counters. A source that is down is an error (503), not a
 /// failure.
 async fn check_password(
-    gw: &Gateway,
+    desk: Desk<'_>,
     peer: SocketAddr,
     username: Option<&str>,
     password: Zeroizing<String>,
     now: i64,
 ) -> Result<PasswordCheck, Error> {
-    let limits = gw.config.login;
+    let limits = desk.login;
     let attempt_keys = throttle::keys(peer.ip(), username.unwrap_or("-invalid-"));
-    let counts = gw
+    let counts = desk
         .sessions
         .store
         .attempts(attempt_keys.clone(), now)
@@ -698,9 +783,9 @@ async fn check_password(
     if wait > 0 {
         return Ok(PasswordCheck::Throttled(wait));
     }
-    let reason = match gw.sign_in.check_password(username, password).await? {
+    let reason = match desk.sign_in.check_password(username, password).await? {
         crate::sign_in::Checked::Accepted(u) => {
-            gw.sessions
+            desk.sessions
                 .store
                 .reset_attempts(throttle::keys_to_reset(peer.ip(), &u.username))
                 .await?;
@@ -708,7 +793,7 @@ async fn check_password(
         }
         crate::sign_in::Checked::Refused(reason) => reason,
     };
-    gw.sessions
+    desk.sessions
         .store
         .record_failure(attempt_keys, now_ms, limits.window.max(limits.lockout))
         .await?;
@@ -720,7 +805,7 @@ async fn check_password(
 }
 
 async fn logout<B: ClientBody>(
-    gw: &Gateway,
+    desk: Desk<'_>,
     peer: SocketAddr,
     req: Request<B>,
 ) -> Result<Response, Error> {
@@ -733,16 +818,11 @@ async fn logout<B: ClientBody>(
             .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
     let headers = req.headers().clone();
     let ct = content_type(&headers);
-    let body = read_body(
-        req.into_body(),
-        MAX_AUTH_BODY,
-        gw.config.limits.body_read_timeout,
-    )
-    .await?;
+    let body = read_body(req.into_body(), MAX_AUTH_BODY, desk.body_timeout).await?;
 
     // Which session is this? Read without refreshing it: a logout ends it, whatever state its
     // tokens are in.
-    let named = gw.sessions.identify(&headers, now).await?;
+    let named = desk.sessions.identify(&headers, now).await?;
     if let Some(n) = named.as_ref().filter(|n| n.via == Via::Cookie) {
         let form_token = (ct.as_deref() == Some("application/x-www-form-urlencoded"))
             .then(|| {
@@ -751,7 +831,7 @@ async fn logout<B: ClientBody>(
                     .map(|(_, v)| v.into_owned())
             })
             .flatten();
-        gw.sessions
+        desk.sessions
             .check_csrf(&headers, &n.sid, form_token.as_deref(), now)?;
     }
     let via = named.as_ref().map_or(Via::Cookie, |n| n.via);
@@ -769,19 +849,19 @@ async fn logout<B: ClientBody>(
         None => (None, None, None),
     };
     if let Some(sid) = &sid {
-        gw.sessions.revoke_session(sid, now).await?;
+        desk.sessions.revoke_session(sid, now).await?;
     }
     if let Some(c) = &claims {
-        gw.sessions.revoke_token(c, now).await?;
+        desk.sessions.revoke_token(c, now).await?;
     }
     tracing::info!(event = "logout", user = claims.as_ref().map_or("-", |c| c.sub.as_str()), sid = sid.as_deref().unwrap_or("-"), ip = %peer.ip());
 
     // Users of the OpenID provider can be signed out there too (RP-initiated logout).
-    let end_session = match &gw.sign_in.oidc {
+    let end_session = match &desk.sign_in.oidc {
         Some(provider) if sid.is_some() => {
             let user = match (&claims, family_user) {
-                (Some(c), _) => gw.directory.user(c.sub.clone()).await?,
-                (None, Some(id)) => gw.directory.user_by_id(id).await?,
+                (Some(c), _) => desk.sign_in.directory.user(c.sub.clone()).await?,
+                (None, Some(id)) => desk.sign_in.directory.user_by_id(id).await?,
                 (None, None) => None,
             };
             match user {
@@ -802,10 +882,7 @@ async fn logout<B: ClientBody>(
     } else if let Some(url) = &end_session {
         oidc_endpoints::redirect_to(url)?
     } else {
-        redirect(
-            StatusCode::SEE_OTHER,
-            &format!("{}/login", gw.config.auth_prefix),
-        )
+        redirect(StatusCode::SEE_OTHER, &format!("{}/login", desk.prefix))
     };
     // Cached pages and the app's browser storage (dcc.Store) go with the session. Not
     // "cookies": browsers apply that to the whole registrable domain, which would sign the user
@@ -814,40 +891,40 @@ async fn logout<B: ClientBody>(
         "clear-site-data",
         HeaderValue::from_static("\"cache\", \"storage\""),
     );
-    add_cookies(&mut r, gw.sessions.clear_cookies());
+    add_cookies(&mut r, desk.sessions.clear_cookies());
     Ok(r)
 }
 
 /// The change-password form, for a signed-in browser session.
 async fn password_page<B: ClientBody>(
-    gw: &Gateway,
+    desk: Desk<'_>,
     req: &Request<B>,
     carry: &mut Carry,
 ) -> Result<Response, Error> {
     let now = clock::now();
-    let prefix = &gw.config.auth_prefix;
-    let Some(session) = carry.authenticate(gw, req.headers(), now).await? else {
+    let prefix = desk.prefix;
+    let Some(session) = carry.authenticate(desk, req.headers(), now).await? else {
         return Ok(redirect(StatusCode::SEE_OTHER, &format!("{prefix}/login")));
     };
     let notice = query_param(req, "changed")
         .and_then(|n| n.parse().ok())
         .map(|sessions_ended| pages::Notice::Changed { sessions_ended });
-    password_form(gw, &session, notice, StatusCode::OK, now)
+    password_form(desk, &session, notice, StatusCode::OK, now)
 }
 
 fn password_form(
-    gw: &Gateway,
+    desk: Desk<'_>,
     session: &crate::session::Session,
     notice: Option<pages::Notice<'_>>,
     status: StatusCode,
     now: i64,
 ) -> Result<Response, Error> {
     let token = csrf::issue(
-        gw.sessions.keys.csrf_key(),
+        desk.sessions.keys.csrf_key(),
         csrf::Binding::Session(&session.claims.sid),
         now,
     )?;
-    let page = pages::password_page(&gw.config.auth_prefix, &token, &session.claims.sub, notice);
+    let page = pages::password_page(desk.prefix, &token, &session.claims.sub, notice);
     Ok(html(status, page))
 }
 
@@ -912,34 +989,29 @@ fn parse_password_change(ct: Option<&str>, body: &Bytes) -> Result<PasswordChang
 /// Change one's own password: re-authenticate with the current one (regulated like a login),
 /// set the new one, end every session of the user, and start a new one for this client.
 async fn change_password<B: ClientBody>(
-    gw: &Gateway,
+    desk: Desk<'_>,
     peer: SocketAddr,
     req: Request<B>,
     carry: &mut Carry,
 ) -> Result<Response, Error> {
     let now = clock::now();
     let headers = req.headers().clone();
-    let body = read_body(
-        req.into_body(),
-        MAX_AUTH_BODY,
-        gw.config.limits.body_read_timeout,
-    )
-    .await?;
+    let body = read_body(req.into_body(), MAX_AUTH_BODY, desk.body_timeout).await?;
     let change = parse_password_change(content_type(&headers).as_deref(), &body)?;
     // The CSRF token is checked against the session the request names before anything
     // changes: an inline refresh spends the refresh token, and a refusal after it would leave
     // the browser with a spent one.
-    let named = gw
+    let named = desk
         .sessions
         .identify(&headers, now)
         .await?
         .ok_or(Error::Unauthenticated)?;
     if named.via == Via::Cookie {
-        gw.sessions
+        desk.sessions
             .check_csrf(&headers, &named.sid, change.csrf_token.as_deref(), now)?;
     }
     let session = carry
-        .authenticate(gw, &headers, now)
+        .authenticate(desk, &headers, now)
         .await?
         .filter(|s| s.claims.sid == named.sid)
         .ok_or(Error::Unauthenticated)?;
@@ -947,7 +1019,7 @@ async fn change_password<B: ClientBody>(
     let refuse = |status: StatusCode, message: &str, err: Error| {
         if change.form {
             password_form(
-                gw,
+                desk,
                 &session,
                 Some(pages::Notice::Error(message)),
                 status,
@@ -976,7 +1048,12 @@ async fn change_password<B: ClientBody>(
         );
     }
     let user = session.claims.sub.clone();
-    let source = gw.directory.user(user.clone()).await?.map(|u| u.source);
+    let source = desk
+        .sign_in
+        .directory
+        .user(user.clone())
+        .await?
+        .map(|u| u.source);
     if source.as_deref() != Some(crate::directory::LOCAL) {
         // A directory's or a provider's password is changed there, never here.
         let msg = "Your password is managed by your organisation's directory; change it there.";
@@ -986,7 +1063,7 @@ async fn change_password<B: ClientBody>(
             Error::BadRequest("the password of this user is not managed by dashgate"),
         );
     }
-    let account = match check_password(gw, peer, Some(&user), change.current, now).await? {
+    let account = match check_password(desk, peer, Some(&user), change.current, now).await? {
         PasswordCheck::Accepted(a) => a,
         PasswordCheck::Throttled(wait) => {
             tracing::warn!(event = "password_change", result = "throttled", user = %user, retry_after = wait);
@@ -1007,23 +1084,121 @@ async fn change_password<B: ClientBody>(
             return refuse(StatusCode::UNAUTHORIZED, msg, Error::BadCredentials);
         }
     };
-    let hash = gw.sign_in.hasher.hash(change.new).await?;
-    gw.directory.set_password(user.clone(), hash).await?;
-    let ended = gw
+    let hash = desk.sign_in.hasher.hash(change.new).await?;
+    desk.sign_in
+        .directory
+        .set_password(user.clone(), hash)
+        .await?;
+    let ended = desk
         .sessions
         .end_user_sessions(&account, "password changed", now)
         .await?;
-    let issued = gw.sessions.start_session(&account, now).await?;
+    let issued = desk.sessions.start_session(&account, now).await?;
     tracing::info!(event = "password_change", result = "success", user = %user, sid = %issued.family.id, sessions_ended = ended);
     if change.form {
-        let prefix = &gw.config.auth_prefix;
+        let prefix = desk.prefix;
         let mut r = redirect(
             StatusCode::SEE_OTHER,
             &format!("{prefix}/password?changed={}", ended.saturating_sub(1)),
         );
-        add_cookies(&mut r, gw.sessions.session_cookies(&issued, now, true)?);
+        add_cookies(&mut r, desk.sessions.session_cookies(&issued, now, true)?);
         Ok(r)
     } else {
-        Ok(token_response(gw, &issued, now))
+        Ok(token_response(desk, &issued, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_route_table() {
+        use Endpoint::*;
+        for (sub, method, want) in [
+            ("/login", Method::GET, LoginPage),
+            ("/login", Method::HEAD, LoginPage),
+            ("/login", Method::POST, Login),
+            ("/logout", Method::POST, Logout),
+            ("/password", Method::POST, ChangePassword),
+            ("/refresh", Method::POST, Refresh),
+            ("/metrics", Method::GET, Metrics),
+            ("/oidc/callback", Method::GET, OidcCallback),
+            ("/jwks.json", Method::HEAD, Jwks),
+            ("/assets/dashgate.css", Method::GET, Asset),
+        ] {
+            assert_eq!(route(sub, &method).ok(), Some(want), "{method} {sub}");
+        }
+        for (sub, method) in [
+            ("/login", Method::PUT),
+            ("/refresh", Method::GET),
+            ("/metrics", Method::HEAD),
+            ("/oidc/callback", Method::POST),
+            ("/assets/dashgate.css", Method::POST),
+        ] {
+            assert!(
+                matches!(route(sub, &method), Err(Error::MethodNotAllowed)),
+                "{method} {sub}"
+            );
+        }
+        for sub in ["", "/", "/admin", "/login/", "/LOGIN", "/../login"] {
+            assert!(
+                matches!(route(sub, &Method::GET), Err(Error::NotFound)),
+                "{sub:?}"
+            );
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn admit_refuses_before_any_handler_runs() {
+        let form = ("content-type", "application/x-www-form-urlencoded");
+        // Safe methods pass, cross-site or not.
+        assert!(
+            admit(
+                &Method::GET,
+                "/login",
+                &headers(&[("sec-fetch-site", "cross-site")])
+            )
+            .is_ok()
+        );
+        // State-changing requests from another site are refused on every endpoint, known or not.
+        for sub in ["/login", "/logout", "/refresh", "/nope"] {
+            let cross = headers(&[("sec-fetch-site", "cross-site"), form]);
+            assert!(
+                matches!(admit(&Method::POST, sub, &cross), Err(Error::Forbidden(_))),
+                "{sub}"
+            );
+        }
+        let foreign = headers(&[("origin", "https://evil.test"), ("host", "gw.test"), form]);
+        assert!(matches!(
+            admit(&Method::POST, "/logout", &foreign),
+            Err(Error::Forbidden(_))
+        ));
+        // The endpoints that read a form take nothing else.
+        let text = headers(&[("content-type", "text/plain")]);
+        for sub in ["/login", "/password"] {
+            assert!(
+                matches!(
+                    admit(&Method::POST, sub, &text),
+                    Err(Error::UnsupportedMediaType)
+                ),
+                "{sub}"
+            );
+            assert!(admit(&Method::POST, sub, &headers(&[form])).is_ok());
+            let json = headers(&[("content-type", "application/json; charset=utf-8")]);
+            assert!(admit(&Method::POST, sub, &json).is_ok());
+        }
+        assert!(
+            admit(&Method::POST, "/logout", &text).is_ok(),
+            "logout reads no body type"
+        );
     }
 }

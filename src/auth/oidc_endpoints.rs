@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use http::{Request, StatusCode};
 
+use super::Desk;
 use super::{add_cookies, query_param, redirect, render_login};
 use crate::clock;
 use crate::directory::ExternalUser;
@@ -15,7 +16,6 @@ use crate::http_util::ClientBody;
 use crate::http_util::Response;
 use crate::session::{cookies, secs};
 use crate::sign_in::oidc::{self, SignInError, flow};
-use crate::state::Gateway;
 
 /// What a user reads when the provider's answer is refused (the reason is in the log).
 const SIGN_IN_FAILED: &str =
@@ -25,30 +25,30 @@ const FLOW_LOST: &str =
 const NOT_ALLOWED: &str =
     "This account cannot sign in here. Ask an administrator if you think it should.";
 
-fn provider(gw: &Gateway) -> Result<&oidc::Provider, Error> {
-    gw.sign_in.provider().ok_or(Error::NotFound)
+fn provider(desk: Desk<'_>) -> Result<&oidc::Provider, Error> {
+    desk.sign_in.provider().ok_or(Error::NotFound)
 }
 
-pub async fn start<B: ClientBody>(gw: &Gateway, req: &Request<B>) -> Result<Response, Error> {
-    let provider = provider(gw)?;
-    let next = redirect::safe_next(query_param(req, "next").as_deref(), &gw.config.auth_prefix);
+pub async fn start<B: ClientBody>(desk: Desk<'_>, req: &Request<B>) -> Result<Response, Error> {
+    let provider = provider(desk)?;
+    let next = redirect::safe_next(query_param(req, "next").as_deref(), desk.prefix);
     let now = clock::now();
     let started = flow::start(next, now)?;
     let url = match provider.authorization_url(&started).await {
         Ok(url) => url,
         Err(e @ Error::DirectoryUnavailable { .. }) => {
             tracing::warn!(event = "oidc_start", result = "unavailable", error = %e);
-            return unavailable(gw, &started.pending.next, &e);
+            return unavailable(desk, &started.pending.next, &e);
         }
         Err(e) => return Err(e),
     };
-    let sealed = flow::seal(gw.sessions.keys.csrf_key(), &started.pending)?;
+    let sealed = flow::seal(desk.sessions.keys.csrf_key(), &started.pending)?;
     let mut r = redirect_to(&url)?;
     add_cookies(
         &mut r,
         cookies::set_cookie(
-            &gw.sessions.cookies,
-            &gw.sessions.cookies.oidc,
+            &desk.sessions.cookies,
+            &desk.sessions.cookies.oidc,
             &sealed,
             Some(flow::FLOW_TTL),
             true,
@@ -70,17 +70,17 @@ pub(super) fn redirect_to(url: &str) -> Result<Response, Error> {
 
 /// The login page with a message and a status, the flow cookie removed.
 fn back_to_login(
-    gw: &Gateway,
+    desk: Desk<'_>,
     next: &str,
     message: &str,
     status: StatusCode,
 ) -> Result<Response, Error> {
-    let mut r = render_login(gw, next, "", Some(message), status)?;
+    let mut r = render_login(desk, next, "", Some(message), status)?;
     add_cookies(
         &mut r,
         cookies::set_cookie(
-            &gw.sessions.cookies,
-            &gw.sessions.cookies.oidc,
+            &desk.sessions.cookies,
+            &desk.sessions.cookies.oidc,
             "",
             None,
             true,
@@ -89,9 +89,9 @@ fn back_to_login(
     Ok(r)
 }
 
-fn unavailable(gw: &Gateway, next: &str, e: &Error) -> Result<Response, Error> {
+fn unavailable(desk: Desk<'_>, next: &str, e: &Error) -> Result<Response, Error> {
     let mut r = back_to_login(
-        gw,
+        desk,
         next,
         &e.public_message(),
         StatusCode::SERVICE_UNAVAILABLE,
@@ -104,61 +104,61 @@ fn unavailable(gw: &Gateway, next: &str, e: &Error) -> Result<Response, Error> {
 }
 
 pub async fn callback<B: ClientBody>(
-    gw: &Gateway,
+    desk: Desk<'_>,
     peer: SocketAddr,
     req: &Request<B>,
 ) -> Result<Response, Error> {
-    let provider = provider(gw)?;
+    let provider = provider(desk)?;
     let now = clock::now();
-    let prefix = &gw.config.auth_prefix;
+    let prefix = desk.prefix;
     let home = redirect::safe_next(None, prefix);
     let state = query_param(req, "state").unwrap_or_default();
     let pending = match flow::open(
-        gw.sessions.keys.csrf_key(),
-        cookies::get(req.headers(), &gw.sessions.cookies.oidc),
+        desk.sessions.keys.csrf_key(),
+        cookies::get(req.headers(), &desk.sessions.cookies.oidc),
         &state,
         now,
     ) {
         Ok(p) => p,
         Err(reason) => {
-            gw.metrics.login("failure");
+            desk.metrics.login("failure");
             tracing::info!(event = "login", source = oidc::SOURCE, result = "failure", reason = %reason, ip = %peer.ip());
-            return back_to_login(gw, &home, FLOW_LOST, StatusCode::BAD_REQUEST);
+            return back_to_login(desk, &home, FLOW_LOST, StatusCode::BAD_REQUEST);
         }
     };
     let next = pending.next.clone();
     if let Some(error) = query_param(req, "error") {
         // access_denied (the user cancelled), login_required, …: the provider said no.
-        gw.metrics.login("failure");
+        desk.metrics.login("failure");
         let error: String = error
             .chars()
             .filter(char::is_ascii_graphic)
             .take(64)
             .collect();
         tracing::info!(event = "login", source = oidc::SOURCE, result = "failure", reason = "provider_error", error = %error, ip = %peer.ip());
-        return back_to_login(gw, &next, SIGN_IN_FAILED, StatusCode::UNAUTHORIZED);
+        return back_to_login(desk, &next, SIGN_IN_FAILED, StatusCode::UNAUTHORIZED);
     }
     // RFC 9207: a provider that names itself in the answer must be ours (mix-up defence).
     if query_param(req, "iss").is_some_and(|iss| iss != provider.config().issuer) {
-        gw.metrics.login("failure");
+        desk.metrics.login("failure");
         tracing::warn!(event = "login", source = oidc::SOURCE, result = "failure", reason = "iss_mismatch", ip = %peer.ip());
-        return back_to_login(gw, &next, SIGN_IN_FAILED, StatusCode::BAD_REQUEST);
+        return back_to_login(desk, &next, SIGN_IN_FAILED, StatusCode::BAD_REQUEST);
     }
     let Some(code) = query_param(req, "code").filter(|c| !c.is_empty() && c.len() <= 2048) else {
-        return back_to_login(gw, &next, SIGN_IN_FAILED, StatusCode::BAD_REQUEST);
+        return back_to_login(desk, &next, SIGN_IN_FAILED, StatusCode::BAD_REQUEST);
     };
-    let leeway = secs(gw.config.token.leeway);
+    let leeway = secs(desk.sessions.token.leeway);
     let identity = match provider.finish(&code, &pending, now, leeway).await {
         Ok(identity) => identity,
         Err(SignInError::Unavailable(e)) => {
-            gw.metrics.login("unavailable");
+            desk.metrics.login("unavailable");
             tracing::warn!(event = "login", source = oidc::SOURCE, result = "unavailable", error = %e, ip = %peer.ip());
-            return unavailable(gw, &next, &e);
+            return unavailable(desk, &next, &e);
         }
         Err(SignInError::Refused(reason)) => {
-            gw.metrics.login("failure");
+            desk.metrics.login("failure");
             tracing::warn!(event = "login", source = oidc::SOURCE, result = "failure", reason = %reason, ip = %peer.ip());
-            return back_to_login(gw, &next, SIGN_IN_FAILED, StatusCode::UNAUTHORIZED);
+            return back_to_login(desk, &next, SIGN_IN_FAILED, StatusCode::UNAUTHORIZED);
         }
     };
     tracing::debug!(user = %identity.username, groups = ?identity.groups, roles = ?identity.roles, "oidc claims");
@@ -169,15 +169,15 @@ pub async fn callback<B: ClientBody>(
         id_is_stable: true,
         roles: identity.roles,
     };
-    let user = match gw.sign_in.provisioned(external).await? {
+    let user = match desk.sign_in.provisioned(external).await? {
         crate::sign_in::Checked::Accepted(u) => u,
         crate::sign_in::Checked::Refused(reason) => {
-            gw.metrics.login("failure");
+            desk.metrics.login("failure");
             tracing::info!(event = "login", source = oidc::SOURCE, result = "failure", reason, user = %identity.username, ip = %peer.ip());
-            return back_to_login(gw, &next, NOT_ALLOWED, StatusCode::FORBIDDEN);
+            return back_to_login(desk, &next, NOT_ALLOWED, StatusCode::FORBIDDEN);
         }
     };
-    let previous = gw.sessions.presented_session(req.headers());
-    let issued = super::signed_in(gw, peer, &user, previous, now).await?;
-    super::browser_signed_in(gw, &issued, &next, &gw.sessions.cookies.oidc, now)
+    let previous = desk.sessions.presented_session(req.headers());
+    let issued = super::signed_in(desk, peer, &user, previous, now).await?;
+    super::browser_signed_in(desk, &issued, &next, &desk.sessions.cookies.oidc, now)
 }

@@ -12,7 +12,7 @@
 //! 7. [`rewrite`]: the answer filtered for the asker, the refresh cookies added.
 //!
 //! Stages work on `http::Request<B>` for any [`ClientBody`] and take the narrow services they
-//! need, so each is unit-tested in process (`tests.rs`); only this file sees the whole state.
+//! need, so each is unit-tested in process (`tests.rs`); only this file sees all of [`Services`].
 
 pub mod app_page;
 pub mod authorize;
@@ -25,28 +25,60 @@ pub mod rewrite;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Request, header};
 
+use crate::auth::Desk;
+use crate::cidr::Cidr;
 use crate::clock;
+use crate::config::Limits;
 use crate::dash_guard::Asker;
 use crate::dash_socket::SocketServices;
 use crate::error::Error;
 use crate::http_util::{ClientBody, Response, wants_html};
+use crate::metrics::Metrics;
+use crate::policy::PolicyHandle;
 use crate::policy::Subject;
 use crate::proxy::Proxy;
 use crate::proxy::app_config::DashConfigCache;
 use crate::proxy::callback_registry::RegistryCache;
 use crate::proxy::dependencies::DependencyCache;
 use crate::proxy::filter::Needs;
+use crate::session::Sessions;
 use crate::session::{Session, secs};
-use crate::state::Gateway;
+use crate::token::assertion::AssertionCache;
 use guard::Target;
 use identify::Identified;
 use inspect::Inspection;
+
+/// What the pipeline works with, and all it sees of the gateway; assembled with the rest of
+/// the shared state (`state`). Each stage is handed the part it needs.
+pub struct Services<'a> {
+    /// The session service: the only reader of credentials.
+    pub sessions: &'a Sessions,
+    pub policy: &'a Arc<PolicyHandle>,
+    pub proxy: &'a Arc<Proxy>,
+    /// The apps' callback lists, shared with the WebSocket relays.
+    pub dependencies: &'a Arc<DependencyCache>,
+    pub dash_configs: &'a DashConfigCache,
+    pub registries: &'a RegistryCache,
+    /// The app prefixes whose API and MCP coverage has been reported.
+    pub coverage_reported: &'a Mutex<HashSet<String>>,
+    pub assertions: &'a AssertionCache,
+    pub metrics: &'a Metrics,
+    /// The `/auth` endpoints' services.
+    pub desk: Desk<'a>,
+    pub limits: &'a Limits,
+    pub trusted_proxies: &'a [Cidr],
+    /// Does the gateway terminate TLS?
+    pub https: bool,
+    /// `balancing.affinity`: one session, one upstream.
+    pub affinity: bool,
+}
 
 /// What the gateway reads from the app to decide: its callbacks, its `_dash-config`, what
 /// the helper's Dash plugin reports; at most `limit` bytes, within `timeout`.
@@ -73,48 +105,48 @@ impl AppReads<'_> {
     }
 }
 
-impl Gateway {
+impl Services<'_> {
     fn app_reads(&self) -> AppReads<'_> {
         AppReads {
-            proxy: &self.proxy,
-            dependencies: &self.dependencies,
-            dash_configs: &self.dash_configs,
-            registries: &self.registries,
-            limit: self.config.limits.max_inspect_bytes,
-            timeout: self.config.limits.upstream_timeout,
+            proxy: self.proxy,
+            dependencies: self.dependencies,
+            dash_configs: self.dash_configs,
+            registries: self.registries,
+            limit: self.limits.max_inspect_bytes,
+            timeout: self.limits.upstream_timeout,
         }
     }
 }
 
 /// One request, start to end. Every error becomes a response here.
 pub async fn handle<B: ClientBody>(
-    gw: &Gateway,
+    gw: &Services<'_>,
     peer: SocketAddr,
     mut req: Request<B>,
 ) -> Response {
-    let arrival = guard::arrive(&mut req, peer, &gw.config.trusted_proxies);
+    let arrival = guard::arrive(&mut req, peer, gw.trusted_proxies);
     let html = wants_html(req.headers(), req.uri().path());
     // Every log line about this request, audit events included, carries its id and client.
     let span =
         tracing::info_span!("request", request_id = %arrival.request_id, ip = %arrival.client.ip());
     let routed = tracing::Instrument::instrument(route(gw, arrival.client, req), span).await;
     let mut resp = routed.unwrap_or_else(|e| e.into_response(html));
-    rewrite::finish(&mut resp, &arrival.request_id, gw.tls.is_some());
+    rewrite::finish(&mut resp, &arrival.request_id, gw.https);
     gw.metrics.request(resp.status());
     resp
 }
 
 /// The `/auth` endpoints, or the app.
 async fn route<B: ClientBody>(
-    gw: &Gateway,
+    gw: &Services<'_>,
     client: SocketAddr,
     req: Request<B>,
 ) -> Result<Response, Error> {
-    let prefix = gw.config.auth_prefix.as_str();
+    let prefix = gw.desk.prefix;
     if let Some(rest) = req.uri().path().strip_prefix(prefix) {
         if rest.is_empty() || rest.starts_with('/') {
             let sub = rest.to_owned();
-            return Ok(crate::auth::handle(gw, client, req, &sub).await);
+            return Ok(crate::auth::handle(gw.desk, client, req, &sub).await);
         }
     }
     to_app(gw, client, req).await
@@ -122,26 +154,26 @@ async fn route<B: ClientBody>(
 
 /// A request to the app: guard, identify, then [`checked`].
 async fn to_app<B: ClientBody>(
-    gw: &Gateway,
+    gw: &Services<'_>,
     client: SocketAddr,
     req: Request<B>,
 ) -> Result<Response, Error> {
     let now = clock::now();
     let policy = gw.policy.current();
-    let target = guard::target(&req, gw.config.limits.max_body_bytes, &policy)?;
-    let prefix = gw.config.auth_prefix.as_str();
-    let mut session = match identify::identify(&gw.sessions, &target, &req, prefix, now).await? {
+    let target = guard::target(&req, gw.limits.max_body_bytes, &policy)?;
+    let prefix = gw.desk.prefix;
+    let mut session = match identify::identify(gw.sessions, &target, &req, prefix, now).await? {
         Identified::Known(s) => s,
         Identified::SignInFirst(answer) => return Ok(answer),
     };
     if target.layout {
         let app = gw.app_reads();
-        app_page::report_coverage(&app, &policy, &gw.coverage_reported, target.app()).await;
+        app_page::report_coverage(&app, &policy, gw.coverage_reported, target.app()).await;
         if let Some(s) = session
             .as_mut()
             .filter(|s| s.via == crate::session::Via::Cookie)
         {
-            app_page::learn_csrf_names(&app, &gw.sessions, target.app(), s, now).await?;
+            app_page::learn_csrf_names(&app, gw.sessions, target.app(), s, now).await?;
         }
     }
     // Cookies from an inline refresh go on whatever the answer is.
@@ -159,7 +191,7 @@ async fn to_app<B: ClientBody>(
 
 /// CSRF, authorize, inspect, forward, rewrite: a request whose identity is settled.
 async fn checked<B: ClientBody>(
-    gw: &Gateway,
+    gw: &Services<'_>,
     client: SocketAddr,
     mut req: Request<B>,
     target: Target,
@@ -168,7 +200,7 @@ async fn checked<B: ClientBody>(
     now: i64,
 ) -> Result<Response, Error> {
     let session = session.as_ref();
-    authorize::check_forgery(&gw.sessions, &target, &req, session, now)?;
+    authorize::check_forgery(gw.sessions, &target, &req, session, now)?;
     let authorized = authorize::authorize(&policy, &target, session)?;
 
     let who = session.map(|s| &*s.claims as &dyn Subject);
@@ -183,7 +215,7 @@ async fn checked<B: ClientBody>(
     let client_upgrade = target.upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let app = gw.app_reads();
-    let timeout = gw.config.limits.body_read_timeout;
+    let timeout = gw.limits.body_read_timeout;
     let (body, filter, mcp) =
         match inspect::inspect(&app, &policy, &target, &authorized, &asker, body, timeout).await? {
             Inspection::Pass { body, filter, mcp } => (body, filter, mcp),
@@ -194,15 +226,15 @@ async fn checked<B: ClientBody>(
         Some(s) => Some(gw.assertions.get(
             &gw.sessions.keys.current(),
             &s.claims,
-            &gw.config.token.assertion_audience,
-            secs(gw.config.token.assertion_ttl),
+            &gw.sessions.token.assertion_audience,
+            secs(gw.sessions.token.assertion_ttl),
             now,
         )?),
         None => None,
     };
     let head = forward::Head {
         client_ip: client.ip().to_string(),
-        https: gw.tls.is_some(),
+        https: gw.https,
         host,
         upgrade: upgrade_header,
         reads_answer: filter.is_some_and(|f| f.asks_identity(target.navigation)) || mcp.is_some(),
@@ -212,25 +244,25 @@ async fn checked<B: ClientBody>(
     let upgrade = client_upgrade.map(|client| {
         forward::relay(client, &target, session, &gw.sessions.revocations, || {
             SocketServices {
-                policy: Arc::clone(&gw.policy),
-                dependencies: Arc::clone(&gw.dependencies),
-                proxy: Arc::clone(&gw.proxy),
+                policy: Arc::clone(gw.policy),
+                dependencies: Arc::clone(gw.dependencies),
+                proxy: Arc::clone(gw.proxy),
                 limit: app.limit,
                 timeout: app.timeout,
             }
         })
     });
     let affinity = session
-        .filter(|_| gw.config.balancing.affinity)
+        .filter(|_| gw.affinity)
         .map(|s| s.claims.sid.as_str());
-    let mut resp = forward::hop(&gw.proxy, parts, body, upgrade, affinity, &gw.metrics).await?;
+    let mut resp = forward::hop(gw.proxy, parts, body, upgrade, affinity, gw.metrics).await?;
 
     rewrite::strip_our_set_cookies(&mut resp, &gw.sessions.cookies);
     let needs = app.needs();
     if let Some(plan) = mcp {
         let registry = gw
             .registries
-            .get(&gw.proxy, target.app(), None, app.timeout)
+            .get(gw.proxy, target.app(), None, app.timeout)
             .await?;
         let hidden = restricted.filter(|h| h.hides_components());
         resp = rewrite::prune_mcp(resp, &needs, &plan, &policy, who, hidden, &registry).await?;

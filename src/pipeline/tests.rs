@@ -429,7 +429,8 @@ async fn inspected(f: &Fixture, cookie: &str, body: String) -> Res<Result<Inspec
         user: s.as_ref().map(|s| s.claims.sub.as_str()),
         restricted: a.grant.restricted.as_ref(),
     };
-    let app = f.gw.app_reads();
+    let services = f.gw.services();
+    let app = services.app_reads();
     let timeout = std::time::Duration::from_secs(5);
     Ok(inspect(&app, &policy, &t, &a, &asker, req.into_body(), timeout).await)
 }
@@ -553,7 +554,7 @@ async fn the_pipeline_in_order() -> Res {
     let f = fixture().await?;
     let (cookie, token) = signed_in(&f.gw, "vic", &["viewer"]).await?;
     let resp = handle(
-        &f.gw,
+        &f.gw.services(),
         peer()?,
         request(Method::GET, "/auth/healthz", &[], "")?,
     )
@@ -562,7 +563,7 @@ async fn the_pipeline_in_order() -> Res {
     assert!(resp.headers().contains_key(REQUEST_ID));
 
     let page = request(Method::GET, "/admin", &[("accept", "text/html")], "")?;
-    let resp = handle(&f.gw, peer()?, page).await;
+    let resp = handle(&f.gw.services(), peer()?, page).await;
     assert_eq!(
         resp.status(),
         StatusCode::FOUND,
@@ -572,7 +573,7 @@ async fn the_pipeline_in_order() -> Res {
     // CSRF before authorize: a forged POST is refused as forged even where the policy
     // would refuse it anyway.
     let forged = request(Method::POST, "/admin/x", &[("cookie", &cookie)], "")?;
-    let resp = handle(&f.gw, peer()?, forged).await;
+    let resp = handle(&f.gw.services(), peer()?, forged).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert!(body_text(resp).await?.contains("CSRF"));
 
@@ -582,7 +583,7 @@ async fn the_pipeline_in_order() -> Res {
         &[("cookie", &cookie), ("x-csrftoken", &token)],
         "",
     )?;
-    let resp = handle(&f.gw, peer()?, refused).await;
+    let resp = handle(&f.gw.services(), peer()?, refused).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert!(body_text(resp).await?.contains("access"));
 
@@ -592,7 +593,7 @@ async fn the_pipeline_in_order() -> Res {
         &[("cookie", &cookie), ("x-csrftoken", &token)],
         &callback("salary-table"),
     )?;
-    let resp = handle(&f.gw, peer()?, refused).await;
+    let resp = handle(&f.gw.services(), peer()?, refused).await;
     assert_eq!(
         resp.status(),
         StatusCode::FORBIDDEN,
