@@ -614,8 +614,11 @@ async fn refresh<B: ClientBody>(desk: Desk<'_>, req: Request<B>) -> Result<Respo
     // Cookie flow: CSRF-checked against the session the refresh cookie belongs to, before the
     // token is spent (a forged request must not be able to rotate it away).
     let headers = req.headers();
-    let presented =
-        cookies::get(headers, &desk.sessions.cookies.refresh).ok_or(Error::Unauthenticated)?;
+    let presented = desk
+        .sessions
+        .presented(headers)
+        .refresh_cookie()
+        .ok_or(Error::Unauthenticated)?;
     let hash = crate::token::refresh::parse(presented).ok_or(Error::Unauthenticated)?;
     let family = desk
         .sessions
@@ -647,7 +650,10 @@ async fn metrics<B: ClientBody>(
     req: &Request<B>,
     carry: &mut Carry,
 ) -> Result<Response, Error> {
-    let scraper = match (desk.scrape.token, crate::session::bearer(req.headers())?) {
+    let scraper = match (
+        desk.scrape.token,
+        desk.sessions.presented(req.headers()).bearer()?,
+    ) {
         (Some(want), Some(got)) => csrf::secrets_equal(want, got),
         _ => false,
     };

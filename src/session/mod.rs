@@ -1,6 +1,6 @@
 //! Sessions: who is making this request. [`Sessions`] is the session service: it owns the
 //! signing keys, the state store, the revocation set and the caches, and it is the only
-//! reader of credentials. It verifies the bearer token or the access cookie, and when the
+//! reader of credentials ([`Sessions::presented`] reads them, once, for everyone). It verifies the bearer token or the access cookie, and when the
 //! access cookie is missing or expired but the refresh cookie is good, refreshes inline (Dash
 //! apps never call a refresh endpoint): the request goes on authenticated and its response
 //! carries the new cookies. It starts, refreshes and ends sessions, builds their cookies, and
@@ -431,7 +431,8 @@ impl Sessions {
 
     /// Who is this? See the module docs for the order of checks.
     pub async fn authenticate(&self, headers: &HeaderMap, now: i64) -> Result<Outcome, Error> {
-        if let Some(token) = bearer(headers)? {
+        let presented = self.presented(headers);
+        if let Some(token) = presented.bearer()? {
             return match self.verify_access(token, now) {
                 Some(claims) => Ok(Outcome::Authenticated(Session {
                     claims,
@@ -441,9 +442,8 @@ impl Sessions {
                 None => Err(Error::Unauthenticated),
             };
         }
-        let names = &self.cookies;
         if self.settings.mode == SessionMode::Server {
-            let Some(token) = cookies::get(headers, &names.session) else {
+            let Some(token) = presented.session_cookie() else {
                 return Ok(Outcome::Anonymous { clear: Vec::new() });
             };
             return match self.server_session(token, now).await? {
@@ -460,8 +460,9 @@ impl Sessions {
                 }),
             };
         }
-        if let Some(claims) =
-            cookies::get(headers, &names.access).and_then(|t| self.verify_access(t, now))
+        if let Some(claims) = presented
+            .access_cookie()
+            .and_then(|t| self.verify_access(t, now))
         {
             let set_cookies = self.repair_csrf(headers, &claims, now)?;
             return Ok(Outcome::Authenticated(Session {
@@ -470,8 +471,8 @@ impl Sessions {
                 set_cookies,
             }));
         }
-        let has_any = cookies::get(headers, &names.access).is_some();
-        let Some(presented) = cookies::get(headers, &names.refresh) else {
+        let has_any = presented.access_cookie().is_some();
+        let Some(refresh_token) = presented.refresh_cookie() else {
             let clear = if has_any {
                 self.clear_cookies()
             } else {
@@ -479,7 +480,7 @@ impl Sessions {
             };
             return Ok(Outcome::Anonymous { clear });
         };
-        match self.refresh(presented, now).await? {
+        match self.refresh(refresh_token, now).await? {
             Some(issued) => {
                 let missing = self.csrf_cookies_missing(headers, &issued.family.id, now);
                 let mut set_cookies = self.session_cookies(&issued, now, false)?;
@@ -585,7 +586,8 @@ impl Sessions {
     /// endpoints) and what logout ends come from here. A bearer token that does not verify is
     /// an error, not "no session".
     pub async fn identify(&self, headers: &HeaderMap, now: i64) -> Result<Option<Named>, Error> {
-        if let Some(token) = bearer(headers)? {
+        let presented = self.presented(headers);
+        if let Some(token) = presented.bearer()? {
             let claims = self
                 .verify_access(token, now)
                 .ok_or(Error::Unauthenticated)?;
@@ -595,8 +597,9 @@ impl Sessions {
                 user: NamedUser::Claims(claims),
             }));
         }
-        if let Some(claims) =
-            cookies::get(headers, &self.cookies.access).and_then(|t| self.verify_access(t, now))
+        if let Some(claims) = presented
+            .access_cookie()
+            .and_then(|t| self.verify_access(t, now))
         {
             return Ok(Some(Named {
                 sid: claims.sid.clone(),
@@ -604,7 +607,7 @@ impl Sessions {
                 user: NamedUser::Claims(claims),
             }));
         }
-        let Some(hash) = self.presented_session(headers) else {
+        let Some(hash) = presented.family_token().and_then(refresh::parse) else {
             return Ok(None);
         };
         Ok(self.store.family_of(hash, now).await?.map(|f| Named {
@@ -616,12 +619,57 @@ impl Sessions {
 }
 
 impl Sessions {
-    /// The session a browser's cookies hold beyond the access token: the refresh cookie's
-    /// token, or in server mode the session cookie's (both are refresh-family tokens).
+    /// The one reading of a request's session credentials (see [`Presented`]).
+    pub fn presented<'h>(&'h self, headers: &'h HeaderMap) -> Presented<'h> {
+        Presented {
+            headers,
+            names: &self.cookies,
+        }
+    }
+
+    /// The session a browser's cookies hold beyond the access token, as its refresh-family key.
     pub fn presented_session(&self, headers: &HeaderMap) -> Option<refresh::RefreshKey> {
-        cookies::get(headers, &self.cookies.refresh)
-            .or_else(|| cookies::get(headers, &self.cookies.session))
+        self.presented(headers)
+            .family_token()
             .and_then(refresh::parse)
+    }
+}
+
+/// How a request names its session: every session credential it presents, read once and in
+/// one place ([`Sessions::presented`]), nothing verified yet. Everything that asks "which
+/// session is this?" — authentication with inline refresh, logout and password change
+/// ([`Sessions::identify`]), the session a login replaces, the refresh endpoint — starts here.
+#[derive(Clone, Copy)]
+pub struct Presented<'h> {
+    headers: &'h HeaderMap,
+    names: &'h cookies::CookieNames,
+}
+
+impl<'h> Presented<'h> {
+    /// An `Authorization: Bearer` token; a malformed `Authorization` is an error, not "none".
+    pub fn bearer(&self) -> Result<Option<&'h str>, Error> {
+        bearer(self.headers)
+    }
+
+    /// The access cookie's token (JWT mode).
+    pub fn access_cookie(&self) -> Option<&'h str> {
+        cookies::get(self.headers, &self.names.access)
+    }
+
+    /// The refresh cookie's token (JWT mode).
+    pub fn refresh_cookie(&self) -> Option<&'h str> {
+        cookies::get(self.headers, &self.names.refresh)
+    }
+
+    /// The session cookie's token (server mode).
+    pub fn session_cookie(&self) -> Option<&'h str> {
+        cookies::get(self.headers, &self.names.session)
+    }
+
+    /// The refresh-family token the browser holds beyond the access token: the refresh
+    /// cookie's, or in server mode the session cookie's.
+    pub fn family_token(&self) -> Option<&'h str> {
+        self.refresh_cookie().or_else(|| self.session_cookie())
     }
 }
 
@@ -674,7 +722,7 @@ impl SessionCache {
 
 /// The bearer token, if the request carries `Authorization: Bearer …`. Other schemes are not
 /// ours and are left for the upstream.
-pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Error> {
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Error> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
