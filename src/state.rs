@@ -1,6 +1,7 @@
 //! Assembly of the shared state: [`Gateway`] gathers the services every request may need —
-//! the session service, the directory, the sign-in sources, the policy, the proxy and what it reads from the app,
-//! metrics — and builds them from the configuration in one place. It holds no request logic:
+//! the session service, the directory, the sign-in sources, the policy, the proxy and what it
+//! reads from the app, metrics — and builds them from the configuration in one place. It holds
+//! no request logic:
 //! the listener hands each request the pipeline's view of it ([`Gateway::services`]), and the
 //! pipeline hands the `/auth` endpoints theirs.
 

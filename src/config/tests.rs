@@ -1,3 +1,6 @@
+//! Unit tests of the configuration: layering, bounds, defaults, and that the README and
+//! the code agree with [`KEYS`].
+
 use super::*;
 use std::collections::HashMap;
 

@@ -267,7 +267,7 @@ async fn checked<B: ClientBody>(
         let hidden = restricted.filter(|h| h.hides_components());
         resp = rewrite::prune_mcp(resp, &needs, &plan, &policy, who, hidden, &registry).await?;
     } else if let (Some(filter), Some(hidden)) = (filter, authorized.grant.restricted) {
-        resp = rewrite::prune(resp, filter, hidden, &needs).await?;
+        resp = crate::proxy::filter::apply(resp, filter, hidden, &needs).await?;
     }
     Ok(resp)
 }

@@ -39,16 +39,6 @@ pub fn strip_our_set_cookies(resp: &mut Response, names: &CookieNames) {
     }
 }
 
-/// Remove what `hidden` covers from an answer the filter reads (layouts, callback answers).
-pub async fn prune(
-    resp: Response,
-    filter: Filter,
-    hidden: Hidden,
-    needs: &Needs<'_>,
-) -> Result<Response, Error> {
-    filter::apply(resp, filter, hidden, needs).await
-}
-
 /// Filter an MCP answer for the asker: tools, layouts and results they may not see go.
 pub async fn prune_mcp(
     resp: Response,

@@ -1,3 +1,5 @@
+//! Unit tests of the policy: path, output and component rules, the file's errors, reload.
+
 use super::*;
 use crate::policy::path::normalize;
 

@@ -1,3 +1,5 @@
+//! Unit tests of reading Dash callbacks and callback lists.
+
 use super::*;
 use serde_json::json;
 

@@ -1,3 +1,5 @@
+//! Unit tests of removing hidden components from layouts and callback answers.
+
 use super::*;
 use crate::policy::Policy;
 use crate::policy::Verdict;

@@ -1,3 +1,5 @@
+//! Unit tests of the SQLite state store.
+
 use super::*;
 use crate::db::Db;
 use crate::directory::Directory;

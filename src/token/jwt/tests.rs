@@ -1,3 +1,5 @@
+//! Unit tests of access-token signing and verification.
+
 use super::*;
 use crate::error::Error;
 
