@@ -78,7 +78,7 @@ const MAX_AUTH_BODY: usize = 16 * 1024;
 /// Every answer is `nosniff` and, unless it is one of the public, user-independent resources
 /// that set their own caching (JWKS, stylesheet), `no-store`. (Errors get the same headers in
 /// [`Error::into_response`].)
-pub async fn handle<B: ClientBody>(
+pub async fn serve_endpoint<B: ClientBody>(
     desk: Desk<'_>,
     peer: SocketAddr,
     req: Request<B>,
@@ -137,7 +137,7 @@ pub fn admit(method: &Method, sub: &str, headers: &http::HeaderMap) -> Result<()
 
 /// `Set-Cookie` values an answer must carry whatever it turns out to be: those of an inline
 /// refresh (or a repaired CSRF cookie) made while serving the request, or the removal of dead
-/// session cookies. Handlers authenticate through [`Carry::authenticate`]; [`handle`] puts the
+/// session cookies. Handlers authenticate through [`Carry::authenticate`]; [`serve_endpoint`] puts the
 /// cookies on the answer.
 #[derive(Default)]
 pub struct Carry {
@@ -828,7 +828,7 @@ async fn logout<B: ClientBody>(
 
     // Which session is this? Read without refreshing it: a logout ends it, whatever state its
     // tokens are in.
-    let named = desk.sessions.identify(&headers, now).await?;
+    let named = desk.sessions.which_session(&headers, now).await?;
     if let Some(n) = named.as_ref().filter(|n| n.via == Via::Cookie) {
         let form_token = (ct.as_deref() == Some("application/x-www-form-urlencoded"))
             .then(|| {
@@ -1009,7 +1009,7 @@ async fn change_password<B: ClientBody>(
     // the browser with a spent one.
     let named = desk
         .sessions
-        .identify(&headers, now)
+        .which_session(&headers, now)
         .await?
         .ok_or(Error::Unauthenticated)?;
     if named.via == Via::Cookie {

@@ -89,7 +89,7 @@ pub fn upstream_head(
 /// What carries a client's upgraded connection: Dash's callback socket through the relay
 /// that judges every frame (`sockets` builds its services), anything else through a plain
 /// tunnel; both end when the session does.
-pub fn relay(
+pub fn upgrade_carrier(
     client: hyper::upgrade::OnUpgrade,
     target: &Target,
     session: Option<&Session>,

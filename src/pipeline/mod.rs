@@ -146,7 +146,7 @@ async fn route<B: ClientBody>(
     if let Some(rest) = req.uri().path().strip_prefix(prefix) {
         if rest.is_empty() || rest.starts_with('/') {
             let sub = rest.to_owned();
-            return Ok(crate::auth::handle(gw.desk, client, req, &sub).await);
+            return Ok(crate::auth::serve_endpoint(gw.desk, client, req, &sub).await);
         }
     }
     to_app(gw, client, req).await
@@ -242,7 +242,7 @@ async fn checked<B: ClientBody>(
     };
     forward::upstream_head(&mut parts, &target, session, &gw.sessions.cookies, head)?;
     let upgrade = client_upgrade.map(|client| {
-        forward::relay(client, &target, session, &gw.sessions.revocations, || {
+        forward::upgrade_carrier(client, &target, session, &gw.sessions.revocations, || {
             SocketServices {
                 policy: Arc::clone(gw.policy),
                 dependencies: Arc::clone(gw.dependencies),

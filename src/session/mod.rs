@@ -585,7 +585,11 @@ impl Sessions {
     /// What must be checked before anything changes state (the CSRF token of `/auth`
     /// endpoints) and what logout ends come from here. A bearer token that does not verify is
     /// an error, not "no session".
-    pub async fn identify(&self, headers: &HeaderMap, now: i64) -> Result<Option<Named>, Error> {
+    pub async fn which_session(
+        &self,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Result<Option<Named>, Error> {
         let presented = self.presented(headers);
         if let Some(token) = presented.bearer()? {
             let claims = self
@@ -638,7 +642,7 @@ impl Sessions {
 /// How a request names its session: every session credential it presents, read once and in
 /// one place ([`Sessions::presented`]), nothing verified yet. Everything that asks "which
 /// session is this?" — authentication with inline refresh, logout and password change
-/// ([`Sessions::identify`]), the session a login replaces, the refresh endpoint — starts here.
+/// ([`Sessions::which_session`]), the session a login replaces, the refresh endpoint — starts here.
 #[derive(Clone, Copy)]
 pub struct Presented<'h> {
     headers: &'h HeaderMap,
@@ -673,7 +677,7 @@ impl<'h> Presented<'h> {
     }
 }
 
-/// A session as [`Sessions::identify`] found it.
+/// A session as [`Sessions::which_session`] found it.
 #[derive(Debug)]
 pub struct Named {
     /// The session (refresh family) id.

@@ -26,7 +26,7 @@ const OTHER: u32 = 80;
 
 /// What the directory said about a username and password.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum BindOutcome {
     /// The filter finds nobody: another source may know the name.
     Unknown,
     /// The filter finds more than one entry: refused (which one would it be?).
@@ -98,7 +98,7 @@ impl LdapSource {
         &self,
         username: &str,
         password: &Zeroizing<String>,
-    ) -> Result<Verdict, Error> {
+    ) -> Result<BindOutcome, Error> {
         let c = &*self.config;
         let timeout = c.timeout;
         let settings = LdapConnSettings::new()
@@ -125,7 +125,7 @@ impl LdapSource {
         username: &str,
         password: &Zeroizing<String>,
         timeout: Duration,
-    ) -> Result<Verdict, Error> {
+    ) -> Result<BindOutcome, Error> {
         let c = &*self.config;
         if !c.bind_dn.is_empty() {
             let secret = self.bind_password()?;
@@ -170,12 +170,12 @@ impl LdapSource {
             .map(SearchEntry::construct)
             .collect();
         let entry = match entries.len() {
-            0 => return Ok(Verdict::Unknown),
+            0 => return Ok(BindOutcome::Unknown),
             1 => entries.remove(0),
-            _ => return Ok(Verdict::Ambiguous),
+            _ => return Ok(BindOutcome::Ambiguous),
         };
         if password.is_empty() {
-            return Ok(Verdict::Refused);
+            return Ok(BindOutcome::Refused);
         }
 
         let groups = match &c.group_base {
@@ -212,18 +212,18 @@ impl LdapSource {
                 return match result_code(&e) {
                     Some(INVALID_CREDENTIALS | UNWILLING) => {
                         tracing::debug!(error = %e, "ldap refused the user's bind");
-                        Ok(Verdict::Refused)
+                        Ok(BindOutcome::Refused)
                     }
                     Some(BUSY | UNAVAILABLE | OTHER) | None => Err(outage("user bind", e)),
                     Some(_) => {
                         tracing::info!(error = %e, "ldap refused the user's bind");
-                        Ok(Verdict::Refused)
+                        Ok(BindOutcome::Refused)
                     }
                 };
             }
         }
         let roles = map_groups(&c.group_roles, &groups);
-        Ok(Verdict::Accepted(LdapUser {
+        Ok(BindOutcome::Accepted(LdapUser {
             dn: entry.dn,
             groups,
             roles,

@@ -18,7 +18,7 @@ use crate::config::{Config, SourceKind};
 use crate::directory::password::Hasher;
 use crate::directory::{self, Directory, ExternalUser, Provisioned, User};
 use crate::error::Error;
-use ldap::{LdapSource, Verdict};
+use ldap::{BindOutcome, LdapSource};
 
 /// The configured sign-in sources.
 pub struct SignIn {
@@ -114,22 +114,22 @@ impl SignIn {
                 SourceKind::Ldap => {
                     let Some(source) = &self.ldap else { continue };
                     match source.authenticate(name, &password).await? {
-                        Verdict::Unknown => continue,
-                        Verdict::Ambiguous => {
+                        BindOutcome::Unknown => continue,
+                        BindOutcome::Ambiguous => {
                             tracing::warn!(
                                 user = name,
                                 "the LDAP user filter finds several entries; refused"
                             );
                             return Ok(Checked::Refused("ambiguous"));
                         }
-                        Verdict::Refused => {
+                        BindOutcome::Refused => {
                             // Cost what an unknown name costs (directory search + one hash).
                             if local {
                                 self.hasher.verify(password, None).await?;
                             }
                             return Ok(Checked::Refused("bad_password"));
                         }
-                        Verdict::Accepted(found) => {
+                        BindOutcome::Accepted(found) => {
                             tracing::debug!(user = name, groups = ?found.groups, roles = ?found.roles, "ldap groups");
                             let external = ExternalUser {
                                 source: ldap::SOURCE,
