@@ -72,6 +72,15 @@ pub fn relay(
     Upgrade { client, carrier }
 }
 
+/// End both sides: the browser gets `code` and `reason`, the app a "going away".
+async fn close_both<S>(to_client: &mut S, to_app: &mut S, code: CloseCode, reason: &'static str)
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    let _ = to_client.send(close(code, reason)).await;
+    let _ = to_app.send(close(CloseCode::Away, "")).await;
+}
+
 fn close(code: CloseCode, reason: &'static str) -> Message {
     Message::Close(Some(CloseFrame {
         code,
@@ -101,8 +110,7 @@ async fn run(
             m = from_client.next() => match m {
                 Some(Ok(Message::Text(text))) => {
                     let Some(judged) = from_browser(&services, &owner, &text).await else {
-                        let _ = to_client.send(close(CloseCode::Invalid, "unreadable message")).await;
-                        let _ = to_app.send(close(CloseCode::Away, "")).await;
+                        close_both(&mut to_client, &mut to_app, CloseCode::Invalid, "unreadable message").await;
                         break;
                     };
                     let mut failed = false;
@@ -117,8 +125,7 @@ async fn run(
                     }
                 }
                 Some(Ok(Message::Binary(_))) => {
-                    let _ = to_client.send(close(CloseCode::Unsupported, "binary messages are not Dash's")).await;
-                    let _ = to_app.send(close(CloseCode::Away, "")).await;
+                    close_both(&mut to_client, &mut to_app, CloseCode::Unsupported, "binary messages are not Dash's").await;
                     break;
                 }
                 Some(Ok(Message::Close(frame))) => {
@@ -143,8 +150,7 @@ async fn run(
                         Ok(None) => {}
                         Err(why) => {
                             tracing::warn!(error = why, "an app message that must be filtered could not be read; socket closed");
-                            let _ = to_client.send(close(CloseCode::Error, "unreadable answer")).await;
-                            let _ = to_app.send(close(CloseCode::Away, "")).await;
+                            close_both(&mut to_client, &mut to_app, CloseCode::Error, "unreadable answer").await;
                             break;
                         }
                     }
@@ -169,8 +175,7 @@ async fn run(
             },
             () = &mut ends => {
                 tracing::info!(path = %owner.path, "WebSocket closed: the session ended");
-                let _ = to_client.send(close(CloseCode::Policy, "session ended")).await;
-                let _ = to_app.send(close(CloseCode::Away, "")).await;
+                close_both(&mut to_client, &mut to_app, CloseCode::Policy, "session ended").await;
                 break;
             }
         }
