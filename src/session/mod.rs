@@ -725,8 +725,9 @@ impl SessionCache {
 }
 
 /// The bearer token, if the request carries `Authorization: Bearer …`. Other schemes are not
-/// ours and are left for the upstream.
-fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Error> {
+/// ours and are left for the upstream. The parser behind [`Presented::bearer`] (callers read
+/// credentials through [`Sessions::presented`]); public for the fuzz target.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Error> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
