@@ -349,6 +349,19 @@ async fn bearer_tokens_need_no_csrf_token() -> Res {
     Ok(())
 }
 
+/// The authorize stage's answer for the user of `cookie`, after the stages before it.
+async fn authorized(
+    f: &Fixture,
+    method: Method,
+    path: &str,
+    cookie: &str,
+) -> Res<Result<super::authorize::Authorized, Error>> {
+    let req = request(method, path, &[("cookie", cookie)], "")?;
+    let s = session_of(f, &req).await?;
+    let t = target_of(f, &req)?;
+    Ok(authorize(&f.gw.policy.current(), &t, s.as_ref()))
+}
+
 #[tokio::test]
 async fn authorize_decides_over_every_rule_kind() -> Res {
     let f = fixture().await?;
@@ -363,28 +376,18 @@ async fn authorize_decides_over_every_rule_kind() -> Res {
         Err(Error::Unauthenticated)
     ));
 
-    let req = request(Method::GET, "/admin/users", &[("cookie", &viewer)], "")?;
-    let s = session_of(&f, &req).await?;
-    let t = target_of(&f, &req)?;
+    let decided = |method, path, cookie| authorized(&f, method, path, cookie);
     assert!(matches!(
-        authorize(&policy, &t, s.as_ref()),
+        decided(Method::GET, "/admin/users", &viewer).await?,
         Err(Error::Forbidden(_))
     ));
-
     // `[mcp] open = false` shuts the MCP server for everyone.
-    let req = request(Method::POST, "/_mcp", &[("cookie", &admin)], "")?;
-    let s = session_of(&f, &req).await?;
-    let t = target_of(&f, &req)?;
     assert!(matches!(
-        authorize(&policy, &t, s.as_ref()),
+        decided(Method::POST, "/_mcp", &admin).await?,
         Err(Error::Forbidden(_))
     ));
-
     // A viewer fails the component and output rules: their layouts are filtered.
-    let req = request(Method::GET, "/_dash-layout", &[("cookie", &viewer)], "")?;
-    let s = session_of(&f, &req).await?;
-    let t = target_of(&f, &req)?;
-    let a = authorize(&policy, &t, s.as_ref())?;
+    let a = decided(Method::GET, "/_dash-layout", &viewer).await??;
     assert!(
         a.grant
             .restricted
@@ -393,9 +396,7 @@ async fn authorize_decides_over_every_rule_kind() -> Res {
     );
     assert!(a.grant.output_bound && a.filter.is_some());
     // The admin fails none.
-    let req = request(Method::GET, "/_dash-layout", &[("cookie", &admin)], "")?;
-    let s = session_of(&f, &req).await?;
-    let a = authorize(&policy, &target_of(&f, &req)?, s.as_ref())?;
+    let a = decided(Method::GET, "/_dash-layout", &admin).await??;
     assert!(a.grant.restricted.is_none() && !a.grant.output_bound && a.filter.is_none());
     Ok(())
 }
