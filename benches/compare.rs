@@ -191,6 +191,61 @@ fn rss_kib(pid: u32) -> Res<u64> {
         .ok_or_else(|| "no VmRSS".into())
 }
 
+/// Clock ticks per second of `/proc/*/stat` times.
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// `(parent pid, user + system ticks)` of a process, from `/proc/PID/stat`.
+fn proc_times(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields after its last `)`.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state (3), ppid (4), …, utime (14), stime (15).
+    let ppid = f.get(1)?.parse().ok()?;
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some((ppid, utime + stime))
+}
+
+/// CPU ticks spent so far by `root` and every process below it (nginx's workers, gunicorn's).
+fn tree_ticks(root: u32) -> Res<u64> {
+    let mut procs: Vec<(u32, u32, u64)> = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Ok(pid) = entry?.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Some((ppid, ticks)) = proc_times(pid) {
+            procs.push((pid, ppid, ticks));
+        }
+    }
+    let mut tree = vec![root];
+    let mut total = 0;
+    let mut i = 0;
+    while i < tree.len() {
+        let p = tree[i];
+        for (pid, ppid, ticks) in &procs {
+            if *pid == p {
+                total += ticks;
+            }
+            if *ppid == p && !tree.contains(pid) {
+                tree.push(*pid);
+            }
+        }
+        i += 1;
+    }
+    if !procs.iter().any(|(pid, _, _)| *pid == root) {
+        return Err(format!("process {root} is gone").into());
+    }
+    Ok(total)
+}
+
 // ---------------------------------------------------------------------------------------------
 // wrk.
 
@@ -242,6 +297,9 @@ struct Stats {
     p99_ms: f64,
     requests: u64,
     non_2xx: u64,
+    /// CPU time (user + system) the measured process tree spent per request, in µs, when
+    /// one was named ([`Wrk::run_counting`]).
+    cpu_us: Option<f64>,
 }
 
 fn parse_ms(v: &str) -> Option<f64> {
@@ -292,6 +350,19 @@ struct Wrk<'a> {
 impl Wrk<'_> {
     /// A warm-up of 2 s (discarded), then the measured run.
     fn run(&self, port: u16, shape: &Shape, conns: u32, secs: u64) -> Res<Stats> {
+        self.run_counting(port, shape, conns, secs, None)
+    }
+
+    /// [`Wrk::run`], counting the CPU time the process tree of `pid` spends during the
+    /// measured part, per request.
+    fn run_counting(
+        &self,
+        port: u16,
+        shape: &Shape,
+        conns: u32,
+        secs: u64,
+        pid: Option<u32>,
+    ) -> Res<Stats> {
         let script = self.dir.join(format!("wrk-{port}-{}.lua", shape.method));
         std::fs::write(&script, shape.lua())?;
         let url = format!("http://127.0.0.1:{port}{}", shape.path);
@@ -308,7 +379,12 @@ impl Wrk<'_> {
             parse_wrk(&String::from_utf8_lossy(&out.stdout))
         };
         once(2)?;
-        let s = once(secs)?;
+        let before = pid.map(tree_ticks).transpose()?;
+        let mut s = once(secs)?;
+        if let (Some(pid), Some(before)) = (pid, before) {
+            let spent = tree_ticks(pid)?.saturating_sub(before) as f64 / clock_ticks();
+            s.cpu_us = Some(spent * 1e6 / s.requests.max(1) as f64);
+        }
         if s.non_2xx > 0 {
             return Err(format!(
                 "{} {url}: {} of {} answers were not 2xx/3xx: the measurement is void",
@@ -555,8 +631,12 @@ struct Row {
 }
 
 fn fmt_row(r: &Row) -> String {
+    let cpu = r
+        .stats
+        .cpu_us
+        .map_or_else(|| "—".to_owned(), |us| format!("{us:.0}"));
     format!(
-        "| {} | {} | {:.0} | {:.2} | {:.2} |",
+        "| {} | {} | {:.0} | {:.2} | {:.2} | {cpu} |",
         r.key, r.what, r.stats.rps, r.stats.p50_ms, r.stats.p99_ms
     )
 }
@@ -573,24 +653,29 @@ fn main() -> Res<()> {
     let (c, d) = (cfg.connections, cfg.duration);
     let mut rows: Vec<Row> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
-    let mut measure = |key: &'static str, what: &str, port: u16, shape: &Shape| -> Res<Stats> {
-        eprintln!("==> ({key}) {what}");
-        let stats = wrk.run(port, shape, c, d)?;
-        eprintln!(
-            "    {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
-            stats.rps, stats.p50_ms, stats.p99_ms
-        );
-        rows.push(Row {
-            key,
-            what: what.to_owned(),
-            stats,
-        });
-        Ok(stats)
-    };
+    // `cpu`: the process whose CPU time per request is reported (the gateway, or nginx).
+    let mut measure =
+        |key: &'static str, what: &str, port: u16, shape: &Shape, cpu: Option<u32>| -> Res<Stats> {
+            eprintln!("==> ({key}) {what}");
+            let stats = wrk.run_counting(port, shape, c, d, cpu)?;
+            eprintln!(
+                "    {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, CPU {} µs/req",
+                stats.rps,
+                stats.p50_ms,
+                stats.p99_ms,
+                stats.cpu_us.map_or("-".to_owned(), |us| format!("{us:.0}"))
+            );
+            rows.push(Row {
+                key,
+                what: what.to_owned(),
+                stats,
+            });
+            Ok(stats)
+        };
 
     // The trivial upstream: nginx answering 200 from memory, one worker.
     let up_port = free_port()?;
-    let _upstream = nginx(
+    let upstream = nginx(
         dir,
         "upstream",
         &format!(
@@ -611,10 +696,11 @@ fn main() -> Res<()> {
         "upstream directly (nginx `return 200`)",
         up_port,
         &Shape::get("/reports/q3", &[]),
+        Some(upstream.pid()),
     )?;
 
     let px_port = free_port()?;
-    let _proxy = nginx(
+    let proxy = nginx(
         dir,
         "proxy",
         &format!(
@@ -631,6 +717,7 @@ fn main() -> Res<()> {
         "nginx `proxy_pass`, upstream keepalive, no auth",
         px_port,
         &Shape::get("/reports/q3", &[]),
+        Some(proxy.pid()),
     )?;
 
     let gdir = dir.join("gate");
@@ -646,6 +733,7 @@ fn main() -> Res<()> {
             "/reports/q3",
             &[("Cookie", &cookie), ("Accept", "application/json")],
         ),
+        Some(g.proc.pid()),
     )?;
     let callback = Shape::post(
         "/_dash-update-component",
@@ -662,6 +750,7 @@ fn main() -> Res<()> {
         "dashgate, Dash callback POST, `dash_outputs` rule + CSRF",
         g.port,
         &callback,
+        Some(g.proc.pid()),
     )?;
 
     // (e) The Flask stack, with its own Redis for the blocklist.
@@ -686,7 +775,7 @@ fn main() -> Res<()> {
     }
     let secret = format!("{:x}", std::process::id() as u64 * 0x9e37_79b9_7f4a_7c15);
     let rp = redis_port.to_string();
-    let (_flask, flask_port) = gunicorn(
+    let (flask, flask_port) = gunicorn(
         dir,
         "flask",
         "flask_jwt:app",
@@ -711,10 +800,11 @@ fn main() -> Res<()> {
         "Flask + Flask-JWT-Extended (cookie JWT + CSRF, Redis blocklist), gunicorn",
         flask_port,
         &Shape::get("/protected", &[("Cookie", &flask_cookie)]),
+        Some(flask.pid()),
     )?;
 
     // (f) A Dash app's callback: alone, behind dashgate, with dash-auth.
-    let (_dash, dash_port) = gunicorn(dir, "dash", "dash_callback:server", &[])?;
+    let (dash, dash_port) = gunicorn(dir, "dash", "dash_callback:server", &[])?;
     wait_ready(
         dash_port,
         "/_dash-layout",
@@ -727,7 +817,13 @@ fn main() -> Res<()> {
         &[("Content-Type", "application/json")],
         DASH_BODY,
     );
-    let f_alone = measure("f1", "Dash callback, gunicorn alone", dash_port, &plain_cb)?;
+    let f_alone = measure(
+        "f1",
+        "Dash callback, gunicorn alone",
+        dash_port,
+        &plain_cb,
+        Some(dash.pid()),
+    )?;
     let g2dir = dir.join("gate-dash");
     gate_state(&g2dir)?;
     let g2 = gate(&g2dir, dash_port, 100, &[])?;
@@ -746,8 +842,9 @@ fn main() -> Res<()> {
         "Dash callback behind dashgate (cookie session + CSRF)",
         g2.port,
         &behind,
+        Some(g2.proc.pid()),
     )?;
-    let (_dash_auth, dash_auth_port) = gunicorn(
+    let (dash_auth, dash_auth_port) = gunicorn(
         dir,
         "dash-auth",
         "dash_callback:server",
@@ -776,7 +873,37 @@ fn main() -> Res<()> {
         "Dash callback with dash-auth BasicAuth",
         dash_auth_port,
         &basic,
+        Some(dash_auth.pid()),
     )?;
+    // The hop anchor for (f): nginx as a bare proxy in front of the same Dash app. gunicorn's
+    // sync workers close every connection, so neither hop can keep one to the app.
+    let nd_port = free_port()?;
+    let nginx_dash = nginx(
+        dir,
+        "proxy-dash",
+        &format!(
+            "upstream dash {{ server 127.0.0.1:{dash_port}; keepalive 64; }}\n\
+             server {{ listen 127.0.0.1:{nd_port} backlog=4096; keepalive_requests 100000; \
+             location / {{ proxy_pass http://dash; proxy_http_version 1.1; \
+             proxy_set_header Connection \"\"; }} }}"
+        ),
+        "auto",
+    )?;
+    wait_ready(
+        nd_port,
+        "/_dash-layout",
+        200,
+        "nginx in front of the Dash app",
+        &dir.join("proxy-dash/out.log"),
+    )?;
+    let f_nginx = measure(
+        "f4",
+        "Dash callback behind nginx `proxy_pass` (bare hop, no auth)",
+        nd_port,
+        &plain_cb,
+        Some(nginx_dash.pid()),
+    )?;
+    drop(nginx_dash);
     drop(g2);
 
     // Redis commands per authenticated request, with Redis as dashgate's state store.
@@ -889,6 +1016,21 @@ fn main() -> Res<()> {
             ratio(f_gate.rps, f_alone.rps) >= 0.95,
         ),
         (
+            "(f) behind dashgate / behind nginx's bare hop (f2 / f4) ≥ 1".to_owned(),
+            ratio(f_gate.rps, f_nginx.rps),
+            ratio(f_gate.rps, f_nginx.rps) >= 1.0,
+        ),
+        (
+            "(c) CPU per request / nginx's (c / b) ≤ 1".to_owned(),
+            ratio(cs.cpu_us.unwrap_or(0.0), b.cpu_us.unwrap_or(0.0)),
+            matches!((cs.cpu_us, b.cpu_us), (Some(x), Some(y)) if x <= y),
+        ),
+        (
+            "(f) CPU per callback / nginx's (f2 / f4) ≤ 1".to_owned(),
+            ratio(f_gate.cpu_us.unwrap_or(0.0), f_nginx.cpu_us.unwrap_or(0.0)),
+            matches!((f_gate.cpu_us, f_nginx.cpu_us), (Some(x), Some(y)) if x <= y),
+        ),
+        (
             "(f) dash-auth / Dash alone (reference, ~0.8×)".to_owned(),
             ratio(f_auth.rps, f_alone.rps),
             true,
@@ -927,10 +1069,26 @@ fn main() -> Res<()> {
             true,
         ),
     ];
+    notes.push(
+        "CPU µs/req: user + system time of the process named in the row (with its children: \
+         nginx's workers, gunicorn's) during the measured part, divided by the requests served; \
+         for (a)–(d) and (f2) the proxy alone, for (e), (f1) and (f3) the whole app."
+            .to_owned(),
+    );
     notes.push(format!(
         "Proxy cost beside the bare upstream (a): nginx keeps {:.2}× of its req/s, dashgate {:.2}×.",
         ratio(b.rps, a.rps),
         ratio(cs.rps, a.rps)
+    ));
+    notes.push(format!(
+        "Dash app (f): alone {:.0} req/s; behind nginx's bare hop {:.0} ({:.2}×, {:.0} µs of nginx CPU per callback); behind dashgate {:.0} ({:.2}×, {:.0} µs of dashgate CPU per callback).",
+        f_alone.rps,
+        f_nginx.rps,
+        ratio(f_nginx.rps, f_alone.rps),
+        f_nginx.cpu_us.unwrap_or(0.0),
+        f_gate.rps,
+        ratio(f_gate.rps, f_alone.rps),
+        f_gate.cpu_us.unwrap_or(0.0)
     ));
     notes.push(format!(
         "Login storm: p99 of authenticated GETs (16 connections) {:.2} ms quiet, {:.2} ms beside 64 concurrent logins; {:.0} req/s quiet, {:.0} req/s in the storm.",
@@ -968,7 +1126,7 @@ fn main() -> Res<()> {
         cfg.duration,
         started.elapsed().as_secs_f64()
     ));
-    md.push_str("| | system | req/s | p50 ms | p99 ms |\n| --- | --- | ---: | ---: | ---: |\n");
+    md.push_str("| | system | req/s | p50 ms | p99 ms | CPU µs/req |\n| --- | --- | ---: | ---: | ---: | ---: |\n");
     for r in &rows {
         md.push_str(&fmt_row(r));
         md.push('\n');
