@@ -70,6 +70,8 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let (alive, mut drained) = tokio::sync::mpsc::channel::<()>(1);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown_signal());
+    let workers = start_workers()?;
+    let mut next = 0;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -81,25 +83,26 @@ pub async fn serve(config: Config) -> Result<(), Error> {
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let gw = Arc::clone(&gw);
-                let alive = alive.clone();
-                let stop = stop_rx.clone();
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let _alive = alive;
-                    match acceptor {
-                        None => serve_connection(gw, peer, stream, stop).await,
-                        Some(acceptor) => {
-                            // The handshake gets the same deadline as a request head.
-                            let limit = gw.config.limits.header_read_timeout;
-                            match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-                                Ok(Ok(tls)) => serve_connection(gw, peer, tls, stop).await,
-                                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                                Err(_) => tracing::debug!("TLS handshake timed out"),
-                            }
-                        }
+                // The connection moves to a worker's own runtime (and reactor), round-robin.
+                let stream = match stream.into_std() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not hand a connection to a worker");
+                        continue;
                     }
-                });
+                };
+                let job = Job {
+                    gw: Arc::clone(&gw),
+                    peer,
+                    stream,
+                    alive: alive.clone(),
+                    stop: stop_rx.clone(),
+                    acceptor: acceptor.clone(),
+                };
+                next = (next + 1) % workers.len();
+                if workers[next].send(job).is_err() {
+                    tracing::warn!("a connection worker is gone; connection dropped");
+                }
             }
             () = &mut shutdown => {
                 tracing::info!("shutting down: no new connections, finishing in-flight requests");
@@ -117,6 +120,81 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         tracing::warn!("some connections did not finish within the shutdown grace period");
     }
     Ok(())
+}
+
+/// An accepted connection, on its way to a worker.
+struct Job {
+    gw: Arc<Gateway>,
+    peer: SocketAddr,
+    stream: std::net::TcpStream,
+    /// Held while the connection lives: draining waits for every clone to go.
+    alive: tokio::sync::mpsc::Sender<()>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// One connection worker per core ([`crate::proxy::workers`]): a thread with a single-threaded
+/// runtime that serves the connections handed to it from start to end, with its own upstream
+/// pool ([`crate::proxy::WORKER`]), so that a request never crosses threads on its way through
+/// the gateway. The workers end when the sender side is dropped (after draining).
+fn start_workers() -> Result<Vec<tokio::sync::mpsc::UnboundedSender<Job>>, Error> {
+    (0..crate::proxy::workers())
+        .map(|i| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Internal(format!("cannot start a connection worker: {e}")))?;
+            std::thread::Builder::new()
+                .name(format!("dashgate-conn-{i}"))
+                .spawn(move || {
+                    crate::proxy::WORKER.with(|w| w.set(i));
+                    runtime.block_on(async move {
+                        while let Some(job) = rx.recv().await {
+                            match tokio::net::TcpStream::from_std(job.stream) {
+                                Ok(stream) => {
+                                    tokio::spawn(connection(
+                                        job.gw,
+                                        job.peer,
+                                        stream,
+                                        job.alive,
+                                        job.stop,
+                                        job.acceptor,
+                                    ));
+                                }
+                                Err(e) => tracing::warn!(error = %e, "connection lost on its way to a worker"),
+                            }
+                        }
+                    });
+                })
+                .map_err(|e| Error::Internal(format!("cannot start a connection worker: {e}")))?;
+            Ok(tx)
+        })
+        .collect()
+}
+
+/// One client connection: the TLS handshake when the listener speaks TLS, then HTTP/1.1.
+async fn connection(
+    gw: Arc<Gateway>,
+    peer: SocketAddr,
+    stream: tokio::net::TcpStream,
+    alive: tokio::sync::mpsc::Sender<()>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+) {
+    let _alive = alive;
+    match acceptor {
+        None => serve_connection(gw, peer, stream, stop).await,
+        Some(acceptor) => {
+            // The handshake gets the same deadline as a request head.
+            let limit = gw.config.limits.header_read_timeout;
+            match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => serve_connection(gw, peer, tls, stop).await,
+                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
+            }
+        }
+    }
 }
 
 /// Serve HTTP/1.1 on one connection (plain or TLS) until it ends or shutdown drains it.

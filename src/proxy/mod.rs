@@ -24,9 +24,23 @@ use crate::http_util::{Body, BoxError, ClientBody, Response};
 
 pub use crate::config::UpstreamHost;
 
+/// How many connection workers serve client connections: one per core, each a
+/// single-threaded runtime, so that a request and the upstream connection it uses are driven
+/// on the same thread.
+pub fn workers() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+thread_local! {
+    /// The connection worker this thread is (`usize::MAX` elsewhere: the background tasks).
+    pub static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
 /// Forwards requests to the upstream(s).
 pub struct Proxy {
-    client: Client<HttpConnector, Body>,
+    /// One pool per connection worker ([`WORKER`]): a request only ever uses upstream
+    /// connections driven on its own thread.
+    clients: Vec<Client<HttpConnector, Body>>,
     pub upstreams: balance::Balancer,
     timeout: Duration,
     max_body: u64,
@@ -45,17 +59,29 @@ impl Proxy {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
         connector.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(connector);
+        // One more pool for the gateway's own requests from other threads (health checks,
+        // callback lists read by background tasks).
+        let clients = (0..=workers())
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    .pool_max_idle_per_host(256)
+                    .build(connector.clone())
+            })
+            .collect();
         Proxy {
-            client,
+            clients,
             upstreams: balance::Balancer::new(upstreams),
             timeout,
             max_body,
             upstream_host,
         }
+    }
+
+    /// This thread's pool: its worker's, or the one for threads that are no worker.
+    fn client(&self) -> Option<&Client<HttpConnector, Body>> {
+        let worker = WORKER.with(std::cell::Cell::get);
+        self.clients.get(worker).or_else(|| self.clients.last())
     }
 
     /// Wrap a client body so that it can be streamed upstream, failing once it exceeds the
@@ -101,7 +127,8 @@ impl Proxy {
             req.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
-        let result = tokio::time::timeout(self.timeout, self.client.request(req)).await;
+        let client = self.client().ok_or(Error::BadGateway)?;
+        let result = tokio::time::timeout(self.timeout, client.request(req)).await;
         let mut resp = match result {
             Err(_) => return Err(Error::GatewayTimeout),
             Ok(Err(e)) => {
@@ -159,11 +186,12 @@ pub async fn health_checks(proxy: std::sync::Arc<Proxy>, path: String, interval:
                 .header(header::USER_AGENT, "dashgate-health-check")
                 .body(crate::http_util::empty());
             let Ok(req) = req else { continue };
-            let probe = tokio::time::timeout(
-                interval.min(Duration::from_secs(5)),
-                proxy.client.request(req),
-            )
-            .await;
+            let Some(client) = proxy.client() else {
+                continue;
+            };
+            let probe =
+                tokio::time::timeout(interval.min(Duration::from_secs(5)), client.request(req))
+                    .await;
             let healthy = matches!(&probe, Ok(Ok(r)) if r.status().as_u16() < 500);
             if proxy.upstreams.mark(i, healthy) {
                 if healthy {

@@ -349,9 +349,10 @@ async fn responses_stream_and_upstream_connections_are_reused() -> TestResult {
         r.bytes().await?;
     }
     assert_eq!(
-        up.connections(),
+        up.app_connections(),
         1,
-        "20 sequential requests over one kept-alive upstream connection"
+        "20 sequential requests over one kept-alive upstream connection (the health checks \
+         keep theirs apart)"
     );
 
     // The first chunk reaches the client while the upstream still holds the rest back:

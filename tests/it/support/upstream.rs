@@ -21,6 +21,9 @@ pub struct State {
     /// `METHOD path` of every request, in arrival order.
     pub seen: std::sync::Mutex<Vec<String>>,
     pub connections: AtomicUsize,
+    /// Connections that carried a request someone made (not only the gateway's health checks,
+    /// which have their own pool).
+    pub app_connections: AtomicUsize,
     /// `/stream` sends its first chunk, then waits for this before sending the rest.
     pub release: tokio::sync::Notify,
     /// How often `…/_dash-dependencies` was asked for.
@@ -59,6 +62,7 @@ impl Upstream {
                 st.connections.fetch_add(1, Ordering::SeqCst);
                 let st = Arc::clone(&st);
                 let mut closing = closing.clone();
+                let counted = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         // The gateway's health checks are not requests anyone made.
@@ -67,6 +71,9 @@ impl Upstream {
                             .get("user-agent")
                             .is_some_and(|v| v == "dashgate-health-check");
                         if !probe {
+                            if !counted.swap(true, Ordering::SeqCst) {
+                                st.app_connections.fetch_add(1, Ordering::SeqCst);
+                            }
                             st.hits.fetch_add(1, Ordering::SeqCst);
                             if let Ok(mut seen) = st.seen.lock() {
                                 seen.push(format!("{} {}", req.method(), req.uri().path()));
@@ -109,6 +116,11 @@ impl Upstream {
 
     pub fn connections(&self) -> usize {
         self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// Connections that carried a request someone made (health-check connections left out).
+    pub fn app_connections(&self) -> usize {
+        self.state.app_connections.load(Ordering::SeqCst)
     }
 }
 
