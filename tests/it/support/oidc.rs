@@ -235,12 +235,20 @@ impl OidcProvider {
         let url = self.discovery_url();
         let mut child = self.child.take();
         let mut exited = false;
-        let done = eventually(Duration::from_secs(20), || {
+        // Each attempt is bounded, so one that hangs (a provider still starting on a loaded
+        // machine) cannot outlast the deadline by the client's own 30 s timeout.
+        let done = eventually(Duration::from_secs(30), || {
             exited = child
                 .as_mut()
                 .is_none_or(|c| c.try_wait().ok().flatten().is_some());
             let (http, url, exited) = (http.clone(), url.clone(), exited);
-            async move { exited || http.get(&url).send().await.is_ok_and(|r| r.status() == 200) }
+            async move {
+                let attempt = tokio::time::timeout(Duration::from_secs(2), http.get(&url).send());
+                exited
+                    || attempt
+                        .await
+                        .is_ok_and(|r| r.is_ok_and(|r| r.status() == 200))
+            }
         })
         .await;
         self.child = child;
@@ -250,7 +258,7 @@ impl OidcProvider {
         self.stop();
         Err(format!(
             "oidc-provider did not serve {url} {}; log:\n{}",
-            if exited { "(it exited)" } else { "within 20 s" },
+            if exited { "(it exited)" } else { "within 30 s" },
             self.log()
         )
         .into())
