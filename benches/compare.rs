@@ -443,6 +443,22 @@ fn nginx(dir: &Path, name: &str, server_block: &str, workers: &str) -> Res<Proc>
     )
 }
 
+/// nginx as a bare hop: `proxy_pass` on `port` to `upstream`, keeping upstream connections
+/// alive where the upstream lets it, one worker per core.
+fn nginx_proxy(dir: &Path, name: &str, upstream: u16, port: u16) -> Res<Proc> {
+    nginx(
+        dir,
+        name,
+        &format!(
+            "upstream app {{ server 127.0.0.1:{upstream}; keepalive 64; }}\n\
+             server {{ listen 127.0.0.1:{port} backlog=4096; keepalive_requests 100000; \
+             location / {{ proxy_pass http://app; proxy_http_version 1.1; \
+             proxy_set_header Connection \"\"; }} }}"
+        ),
+        "auto",
+    )
+}
+
 /// A dashgate with its own state directory.
 struct Gate {
     proc: Proc,
@@ -700,17 +716,7 @@ fn main() -> Res<()> {
     )?;
 
     let px_port = free_port()?;
-    let proxy = nginx(
-        dir,
-        "proxy",
-        &format!(
-            "upstream app {{ server 127.0.0.1:{up_port}; keepalive 64; }}\n\
-             server {{ listen 127.0.0.1:{px_port} backlog=4096; keepalive_requests 100000; \
-             location / {{ proxy_pass http://app; proxy_http_version 1.1; \
-             proxy_set_header Connection \"\"; }} }}"
-        ),
-        "auto",
-    )?;
+    let proxy = nginx_proxy(dir, "proxy", up_port, px_port)?;
     wait_ready(px_port, "/", 200, "nginx proxy", &dir.join("proxy/out.log"))?;
     let b = measure(
         "b",
@@ -878,17 +884,7 @@ fn main() -> Res<()> {
     // The hop anchor for (f): nginx as a bare proxy in front of the same Dash app. gunicorn's
     // sync workers close every connection, so neither hop can keep one to the app.
     let nd_port = free_port()?;
-    let nginx_dash = nginx(
-        dir,
-        "proxy-dash",
-        &format!(
-            "upstream dash {{ server 127.0.0.1:{dash_port}; keepalive 64; }}\n\
-             server {{ listen 127.0.0.1:{nd_port} backlog=4096; keepalive_requests 100000; \
-             location / {{ proxy_pass http://dash; proxy_http_version 1.1; \
-             proxy_set_header Connection \"\"; }} }}"
-        ),
-        "auto",
-    )?;
+    let nginx_dash = nginx_proxy(dir, "proxy-dash", dash_port, nd_port)?;
     wait_ready(
         nd_port,
         "/_dash-layout",
