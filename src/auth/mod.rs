@@ -193,43 +193,61 @@ impl Endpoint {
     }
 }
 
-const SAFE: [Method; 2] = [Method::GET, Method::HEAD];
+/// A page and the form it posts (login, logout, password change).
+const fn page_and_form(page: Endpoint, form: Endpoint) -> [(Method, Endpoint); 3] {
+    [
+        (Method::GET, page),
+        (Method::HEAD, page),
+        (Method::POST, form),
+    ]
+}
+
+/// A resource read with GET or HEAD.
+const fn read(e: Endpoint) -> [(Method, Endpoint); 2] {
+    [(Method::GET, e), (Method::HEAD, e)]
+}
 
 /// The route table of the auth prefix: for `sub` (the path after the prefix), the endpoint of
 /// each method it answers. `None`: no such path (404); a listed path answers other methods
 /// with 405.
-fn routes(sub: &str) -> Option<Vec<(Method, Endpoint)>> {
+fn routes(sub: &str) -> Option<&'static [(Method, Endpoint)]> {
     use Endpoint::*;
-    let page_and_form = |page, form| {
-        let mut r: Vec<(Method, Endpoint)> = SAFE.iter().map(|m| (m.clone(), page)).collect();
-        r.push((Method::POST, form));
-        r
-    };
-    let read = |e| SAFE.iter().map(|m| (m.clone(), e)).collect::<Vec<_>>();
+    static LOGIN: [(Method, Endpoint); 3] = page_and_form(LoginPage, Login);
+    static LOGOUT: [(Method, Endpoint); 3] = page_and_form(LogoutPage, Logout);
+    static PASSWORD: [(Method, Endpoint); 3] = page_and_form(PasswordPage, ChangePassword);
+    static REFRESH: [(Method, Endpoint); 1] = [(Method::POST, Refresh)];
+    static METRICS: [(Method, Endpoint); 1] = [(Method::GET, Metrics)];
+    static OIDC_START: [(Method, Endpoint); 2] = read(OidcStart);
+    static OIDC_CALLBACK: [(Method, Endpoint); 1] = [(Method::GET, OidcCallback)];
+    static USERINFO: [(Method, Endpoint); 2] = read(Userinfo);
+    static JWKS: [(Method, Endpoint); 2] = read(Jwks);
+    static HEALTHZ: [(Method, Endpoint); 2] = read(Healthz);
+    static READYZ: [(Method, Endpoint); 2] = read(Readyz);
+    static ASSET: [(Method, Endpoint); 2] = read(Asset);
     Some(match sub {
-        "/login" => page_and_form(LoginPage, Login),
-        "/logout" => page_and_form(LogoutPage, Logout),
-        "/password" => page_and_form(PasswordPage, ChangePassword),
-        "/refresh" => vec![(Method::POST, Refresh)],
-        "/metrics" => vec![(Method::GET, Metrics)],
-        "/oidc/start" => read(OidcStart),
-        "/oidc/callback" => vec![(Method::GET, OidcCallback)],
-        "/userinfo" => read(Userinfo),
-        "/jwks.json" => read(Jwks),
-        "/healthz" => read(Healthz),
-        "/readyz" => read(Readyz),
-        asset if pages::asset(asset).is_some() => read(Asset),
+        "/login" => &LOGIN,
+        "/logout" => &LOGOUT,
+        "/password" => &PASSWORD,
+        "/refresh" => &REFRESH,
+        "/metrics" => &METRICS,
+        "/oidc/start" => &OIDC_START,
+        "/oidc/callback" => &OIDC_CALLBACK,
+        "/userinfo" => &USERINFO,
+        "/jwks.json" => &JWKS,
+        "/healthz" => &HEALTHZ,
+        "/readyz" => &READYZ,
+        asset if pages::asset(asset).is_some() => &ASSET,
         _ => return None,
     })
 }
 
 /// The endpoint a request is for, or the 404 / 405 that answers it.
 fn route(sub: &str, method: &Method) -> Result<Endpoint, Error> {
-    let routes = routes(sub).ok_or(Error::NotFound)?;
-    routes
-        .into_iter()
+    routes(sub)
+        .ok_or(Error::NotFound)?
+        .iter()
         .find(|(m, _)| m == method)
-        .map(|(_, e)| e)
+        .map(|(_, e)| *e)
         .ok_or(Error::MethodNotAllowed)
 }
 
