@@ -39,7 +39,8 @@ pub fn strip_our_set_cookies(resp: &mut Response, names: &CookieNames) {
     }
 }
 
-/// Filter an MCP answer for the asker: tools, layouts and results they may not see go.
+/// Filter an MCP answer for the asker: tools, layouts and results they may not see go. The
+/// answer is read whole; what cannot be read (too large, compressed, not JSON-RPC) is refused.
 pub async fn prune_mcp(
     resp: Response,
     needs: &Needs<'_>,
@@ -48,18 +49,6 @@ pub async fn prune_mcp(
     who: Option<&dyn Subject>,
     hidden: Option<&Hidden>,
     registry: &CallbackRegistry,
-) -> Result<Response, Error> {
-    mcp_answer(resp, needs, |bytes| {
-        dash_mcp::prune_answer(bytes, plan, policy, who, hidden, registry)
-    })
-    .await
-}
-
-/// An MCP answer read whole and rewritten by `rewrite`; fails closed on what cannot be read.
-async fn mcp_answer(
-    resp: Response,
-    needs: &Needs<'_>,
-    rewrite: impl FnOnce(&[u8]) -> Result<Vec<u8>, &'static str>,
 ) -> Result<Response, Error> {
     let (mut parts, bytes) =
         match filter::read(resp, Filter::Callback, needs.limit, needs.timeout).await? {
@@ -70,13 +59,14 @@ async fn mcp_answer(
         tracing::warn!("a compressed MCP answer cannot be filtered; refused");
         return Err(Error::BadGateway);
     }
-    let out = rewrite(&bytes).map_err(|why| {
-        tracing::warn!(
-            error = why,
-            "an MCP answer that must be filtered could not be read; refused"
-        );
-        Error::BadGateway
-    })?;
+    let out =
+        dash_mcp::prune_answer(&bytes, plan, policy, who, hidden, registry).map_err(|why| {
+            tracing::warn!(
+                error = why,
+                "an MCP answer that must be filtered could not be read; refused"
+            );
+            Error::BadGateway
+        })?;
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CACHE_CONTROL,
