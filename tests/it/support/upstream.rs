@@ -20,7 +20,6 @@ pub struct State {
     pub hits: AtomicUsize,
     /// `METHOD path` of every request, in arrival order.
     pub seen: std::sync::Mutex<Vec<String>>,
-    pub connections: AtomicUsize,
     /// Connections that carried a request someone made (not only the gateway's health checks,
     /// which have their own pool).
     pub app_connections: AtomicUsize,
@@ -59,7 +58,6 @@ impl Upstream {
         let (closed, closing) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                st.connections.fetch_add(1, Ordering::SeqCst);
                 let st = Arc::clone(&st);
                 let mut closing = closing.clone();
                 let counted = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -112,10 +110,6 @@ impl Upstream {
             .lock()
             .map(|s| s.clone())
             .unwrap_or_default()
-    }
-
-    pub fn connections(&self) -> usize {
-        self.state.connections.load(Ordering::SeqCst)
     }
 
     /// Connections that carried a request someone made (health-check connections left out).
