@@ -70,7 +70,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let (alive, mut drained) = tokio::sync::mpsc::channel::<()>(1);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown_signal());
-    let workers = start_workers()?;
+    let workers = start_workers(&gw, &stop_rx, acceptor.as_ref())?;
     let mut next = 0;
     loop {
         tokio::select! {
@@ -92,12 +92,9 @@ pub async fn serve(config: Config) -> Result<(), Error> {
                     }
                 };
                 let job = Job {
-                    gw: Arc::clone(&gw),
                     peer,
                     stream,
                     alive: alive.clone(),
-                    stop: stop_rx.clone(),
-                    acceptor: acceptor.clone(),
                 };
                 next = (next + 1) % workers.len();
                 if workers[next].send(job).is_err() {
@@ -124,23 +121,25 @@ pub async fn serve(config: Config) -> Result<(), Error> {
 
 /// An accepted connection, on its way to a worker.
 struct Job {
-    gw: Arc<Gateway>,
     peer: SocketAddr,
     stream: std::net::TcpStream,
     /// Held while the connection lives: draining waits for every clone to go.
     alive: tokio::sync::mpsc::Sender<()>,
-    stop: tokio::sync::watch::Receiver<bool>,
-    acceptor: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// One connection worker per core ([`crate::proxy::workers`]): a thread with a single-threaded
 /// runtime that serves the connections handed to it from start to end, with its own upstream
 /// pool ([`crate::proxy::WORKER`]), so that a request never crosses threads on its way through
 /// the gateway. The workers end when the sender side is dropped (after draining).
-fn start_workers() -> Result<Vec<tokio::sync::mpsc::UnboundedSender<Job>>, Error> {
+fn start_workers(
+    gw: &Arc<Gateway>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    acceptor: Option<&tokio_rustls::TlsAcceptor>,
+) -> Result<Vec<tokio::sync::mpsc::UnboundedSender<Job>>, Error> {
     (0..crate::proxy::workers())
         .map(|i| {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
+            let (gw, stop, acceptor) = (Arc::clone(gw), stop.clone(), acceptor.cloned());
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -154,12 +153,12 @@ fn start_workers() -> Result<Vec<tokio::sync::mpsc::UnboundedSender<Job>>, Error
                             match tokio::net::TcpStream::from_std(job.stream) {
                                 Ok(stream) => {
                                     tokio::spawn(connection(
-                                        job.gw,
+                                        Arc::clone(&gw),
                                         job.peer,
                                         stream,
                                         job.alive,
-                                        job.stop,
-                                        job.acceptor,
+                                        stop.clone(),
+                                        acceptor.clone(),
                                     ));
                                 }
                                 Err(e) => tracing::warn!(error = %e, "connection lost on its way to a worker"),
