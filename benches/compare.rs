@@ -3,8 +3,9 @@
 //! a 100-rule policy; Dash callback POST with a `dash_outputs` rule), the Flask +
 //! Flask-JWT-Extended + Redis stack it replaces, and a Dash app's callback alone, behind dashgate
 //! and behind dash-auth. Then Redis commands per request, memory at idle and after a soak, p99
-//! under a login storm, and the cost of a large revocation set and policy. It prints a table and
-//! writes `BENCHMARKS.md`.
+//! under a login storm, the cost of a large revocation set and policy, and a Dash page's burst of
+//! callbacks over TLS on HTTP/1.1 and on HTTP/2 ([`burst`]). It prints a table and writes
+//! `BENCHMARKS.md`.
 //!
 //! Run it with `scripts/bench` (which installs wrk, nginx, redis-server and the Python stacks
 //! first); options: `--duration SECS` (10), `--connections N` (32), `--soak SECS` (120),
@@ -17,10 +18,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "compare/burst.rs"]
+mod burst;
+
+use burst::Wire;
+
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dashgate");
 const PASSWORD: &str = "benchmark password 1";
+/// Callbacks a Dash page fires at once in the burst measurement.
+const BURST: usize = 32;
 
 struct Settings {
     duration: u64,
@@ -410,9 +418,14 @@ impl Wrk<'_> {
             ])
             .args(["-s", &script.display().to_string()])
             .arg(format!("http://127.0.0.1:{port}{}", shape.path))
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?)
+    }
+
+    /// What a background wrk did, once it has finished.
+    fn finished(child: Child) -> Res<Stats> {
+        parse_wrk(&String::from_utf8_lossy(&child.wait_with_output()?.stdout))
     }
 }
 
@@ -548,6 +561,19 @@ fn gate_state(dir: &Path) -> Res<()> {
 }
 
 fn gate(dir: &Path, upstream: u16, rules: usize, extra: &[(&str, &str)]) -> Res<Gate> {
+    let g = spawn_gate(dir, upstream, rules, extra)?;
+    wait_ready(
+        g.port,
+        "/auth/healthz",
+        200,
+        "dashgate",
+        &dir.join("gateway.log"),
+    )?;
+    Ok(g)
+}
+
+/// Start a dashgate without waiting for it.
+fn spawn_gate(dir: &Path, upstream: u16, rules: usize, extra: &[(&str, &str)]) -> Res<Gate> {
     let port = free_port()?;
     let policy_file = dir.join("policy.toml");
     std::fs::write(&policy_file, policy(rules))?;
@@ -558,9 +584,7 @@ fn gate(dir: &Path, upstream: u16, rules: usize, extra: &[(&str, &str)]) -> Res<
         .args(["--policy", &policy_file.display().to_string()])
         .envs(gate_env(dir))
         .envs(extra.iter().map(|(k, v)| (*k, *v)));
-    let log = dir.join("gateway.log");
-    let proc = Proc::spawn("dashgate", &mut c, &log)?;
-    wait_ready(port, "/auth/healthz", 200, "dashgate", &log)?;
+    let proc = Proc::spawn("dashgate", &mut c, &dir.join("gateway.log"))?;
     Ok(Gate { proc, port })
 }
 
@@ -902,6 +926,45 @@ fn main() -> Res<()> {
     drop(nginx_dash);
     drop(g2);
 
+    // A Dash page's burst of callbacks over TLS: HTTP/1.1 on six connections against HTTP/2
+    // on one, in front of the trivial upstream and of the Dash app, each with the state (and
+    // so the session) of the plain gateway measured above.
+    let bursts = if cfg.quick { 60 } else { 300 };
+    eprintln!("==> callback bursts over TLS: {bursts} bursts of {BURST}");
+    let (cert_file, key_file, ca) = burst::certificate(dir)?;
+    let (cert_file, key_file) = (
+        cert_file.display().to_string(),
+        key_file.display().to_string(),
+    );
+    let tls_env = [
+        ("DASHGATE_TLS_CERT_FILE", cert_file.as_str()),
+        ("DASHGATE_TLS_KEY_FILE", key_file.as_str()),
+    ];
+    let mut burst_rows: Vec<(&str, Wire, burst::Timing, f64)> = Vec::new();
+    for (upstream_name, state, upstream, shape) in [
+        ("trivial upstream", &gdir, up_port, &callback),
+        ("Dash app", &g2dir, dash_port, &behind),
+    ] {
+        let gt = spawn_gate(state, upstream, 100, &tls_env)?;
+        burst::ready(gt.port, &ca, &state.join("gateway.log"))?;
+        for wire in [Wire::Http1, Wire::Http2] {
+            let mut ticks = Vec::new();
+            let timing = burst::measure(gt.port, &ca, wire, shape, BURST, bursts, || {
+                ticks.push(tree_ticks(gt.proc.pid())?);
+                Ok(())
+            })?;
+            let spent = ticks.get(1).zip(ticks.first()).map_or(0, |(b, a)| b - a);
+            let cpu = spent as f64 / clock_ticks() * 1e6 / (BURST * bursts) as f64;
+            eprintln!(
+                "    {upstream_name}, {}: median {:.2} ms, p90 {:.2} ms, CPU {cpu:.0} µs/req",
+                wire.name(),
+                timing.median_ms,
+                timing.p90_ms
+            );
+            burst_rows.push((upstream_name, wire, timing, cpu));
+        }
+    }
+
     // Redis commands per authenticated request, with Redis as dashgate's state store.
     eprintln!("==> Redis commands per authenticated request");
     let g3dir = dir.join("gate-redis");
@@ -946,12 +1009,12 @@ fn main() -> Res<()> {
         &format!("{{\"username\":\"alice\",\"password\":\"{PASSWORD}\"}}"),
     );
     // The storm runs through the measurement's own 2 s warm-up and its whole measured part.
-    let mut storm = wrk.background(g.port, &login_shape, 64, d + 3)?;
+    let storm = wrk.background(g.port, &login_shape, 64, d + 3)?;
     let stormy = wrk.run(g.port, &get_c, 16, d)?;
-    let _ = storm.wait();
+    let logins = Wrk::finished(storm)?;
     eprintln!(
-        "    p99 {:.2} ms quiet, {:.2} ms during the storm",
-        quiet.p99_ms, stormy.p99_ms
+        "    p99 {:.2} ms quiet, {:.2} ms during the storm; the storm: {} logins ({:.0}/s), {} not 2xx/3xx",
+        quiet.p99_ms, stormy.p99_ms, logins.requests, logins.rps, logins.non_2xx
     );
     drop(g);
 
@@ -1087,8 +1150,8 @@ fn main() -> Res<()> {
         f_gate.cpu_us.unwrap_or(0.0)
     ));
     notes.push(format!(
-        "Login storm: p99 of authenticated GETs (16 connections) {:.2} ms quiet, {:.2} ms beside 64 concurrent logins; {:.0} req/s quiet, {:.0} req/s in the storm.",
-        quiet.p99_ms, stormy.p99_ms, quiet.rps, stormy.rps
+        "Login storm: p99 of authenticated GETs (16 connections) {:.2} ms quiet, {:.2} ms beside 64 concurrent logins; {:.0} req/s quiet, {:.0} req/s in the storm; the storm's {} logins ({:.1}/s, {} answered other than 2xx/3xx).",
+        quiet.p99_ms, stormy.p99_ms, quiet.rps, stormy.rps, logins.requests, logins.rps, logins.non_2xx
     ));
     notes.push(format!(
         "Memory: RSS {idle_rss} KiB idle after start and one login, {rss_warm} KiB after a 5 s warm-up, {rss_after} KiB after the {} s soak.",
@@ -1126,6 +1189,18 @@ fn main() -> Res<()> {
     for r in &rows {
         md.push_str(&fmt_row(r));
         md.push('\n');
+    }
+    md.push_str(&format!(
+        "\nA Dash page's burst of {BURST} callbacks at once over TLS, {bursts} bursts on warm connections (a browser opens at most {} HTTP/1.1 connections to one host):\n\n| in front of | protocol | burst median ms | burst p90 ms | CPU µs/req |\n| --- | --- | ---: | ---: | ---: |\n",
+        burst::BROWSER_CONNECTIONS
+    ));
+    for (upstream_name, wire, t, cpu) in &burst_rows {
+        md.push_str(&format!(
+            "| {upstream_name} | {} | {:.2} | {:.2} | {cpu:.0} |\n",
+            wire.name(),
+            t.median_ms,
+            t.p90_ms
+        ));
     }
     md.push_str("\n| target | measured | met |\n| --- | ---: | :---: |\n");
     for (what, value, ok) in &checks {

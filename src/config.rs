@@ -168,6 +168,7 @@ const KEYS: &[Key] = &[
     key("keys.activation_delay", Kind::Duration(0, 3600)).or("30s"),
     key("tls.cert_file", Kind::Str),
     key("tls.key_file", Kind::Str),
+    key("tls.http2", Kind::Bool).or_bool(true),
     key("metrics.token_file", Kind::Str),
     key("balancing.health_path", Kind::Str).or("/"),
     key("balancing.health_interval", Kind::Duration(1, 300)).or("5s"),
@@ -407,6 +408,8 @@ pub struct Config {
     pub login: LoginLimits,
     /// Certificate and key (PEM) for TLS on the listener.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Offer HTTP/2 (ALPN `h2`) to clients of the TLS listener.
+    pub http2: bool,
     /// Where users sign in, in the order password sign-ins try them.
     pub sources: Vec<sources::SourceKind>,
     pub ldap: Option<sources::LdapConfig>,
@@ -900,6 +903,7 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
                 ));
             }
         },
+        http2: v.bool("tls.http2")?,
         trusted_proxies: v
             .str_list("trusted_proxies")?
             .iter()

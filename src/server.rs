@@ -1,5 +1,5 @@
-//! The listener: binds, serves HTTP/1.1 connections (plain or TLS) into the request
-//! pipeline ([`crate::pipeline`]), drains them on SIGTERM, and runs the background tasks that
+//! The listener: binds, serves HTTP/1.1 connections (plain or TLS) and HTTP/2 ones (TLS,
+//! when the client picks `h2`) into the request pipeline ([`crate::pipeline`]), drains them on SIGTERM, and runs the background tasks that
 //! follow files and peers (policy, keys, certificate, revocations, upstream health).
 
 use std::convert::Infallible;
@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::clock;
@@ -27,6 +27,12 @@ const POLICY_POLL: Duration = Duration::from_secs(1);
 const KEY_POLL: Duration = Duration::from_secs(1);
 /// How often the TLS certificate files are checked for changes.
 const CERT_POLL: Duration = Duration::from_secs(2);
+/// Requests one HTTP/2 connection may have in flight at once.
+const H2_MAX_STREAMS: u32 = 100;
+/// How often an HTTP/2 connection is pinged, and how long the answer may take before the
+/// connection is dropped as dead.
+const H2_PING: Duration = Duration::from_secs(30);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Bind, serve until SIGTERM/SIGINT, then drain in-flight requests.
 pub async fn serve(config: Config) -> Result<(), Error> {
@@ -54,7 +60,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
             tokio::spawn(cert_watch(Arc::clone(store)));
             Some(
                 store
-                    .acceptor()
+                    .acceptor(gw.config.http2)
                     .map_err(|e| Error::Internal(format!("TLS: {e}")))?,
             )
         }
@@ -128,7 +134,8 @@ struct Job {
 }
 
 /// One connection worker per core ([`crate::proxy::workers`]): a thread with a single-threaded
-/// runtime that serves the connections handed to it from start to end, with its own upstream
+/// runtime that serves the connections handed to it (and an HTTP/2 connection's requests)
+/// from start to end, with its own upstream
 /// pool ([`crate::proxy::WORKER`]), so that a request never crosses threads on its way through
 /// the gateway. The workers end when the sender side is dropped (after draining).
 fn start_workers(
@@ -172,7 +179,8 @@ fn start_workers(
         .collect()
 }
 
-/// One client connection: the TLS handshake when the listener speaks TLS, then HTTP/1.1.
+/// One client connection: the TLS handshake when the listener speaks TLS, then HTTP/1.1, or
+/// HTTP/2 when the client picked it during the handshake.
 async fn connection(
     gw: Arc<Gateway>,
     peer: SocketAddr,
@@ -183,12 +191,15 @@ async fn connection(
 ) {
     let _alive = alive;
     match acceptor {
-        None => serve_connection(gw, peer, stream, stop).await,
+        None => serve_http1(gw, peer, stream, stop).await,
         Some(acceptor) => {
             // The handshake gets the same deadline as a request head.
             let limit = gw.config.limits.header_read_timeout;
             match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => serve_connection(gw, peer, tls, stop).await,
+                Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_H2) => {
+                    serve_http2(gw, peer, tls, stop).await
+                }
+                Ok(Ok(tls)) => serve_http1(gw, peer, tls, stop).await,
                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!("TLS handshake timed out"),
             }
@@ -196,43 +207,88 @@ async fn connection(
     }
 }
 
-/// Serve HTTP/1.1 on one connection (plain or TLS) until it ends or shutdown drains it.
-async fn serve_connection<I>(
-    gw: Arc<Gateway>,
+/// The pipeline as a hyper service for one connection from `peer`.
+fn pipeline_service(
+    gw: &Arc<Gateway>,
     peer: SocketAddr,
-    io: I,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let limits = &gw.config.limits;
-    let builder = {
-        let mut b = http1::Builder::new();
-        b.timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BUF))
-            .keep_alive(true);
-        b
-    };
-    let conn_gw = Arc::clone(&gw);
-    let service = service_fn(move |req| {
-        let gw = Arc::clone(&conn_gw);
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = crate::http_util::Response,
+    Error = Infallible,
+    Future = impl Future<Output = Result<crate::http_util::Response, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static {
+    let gw = Arc::clone(gw);
+    service_fn(move |req| {
+        let gw = Arc::clone(&gw);
         async move { Ok::<_, Infallible>(crate::pipeline::handle(&gw.services(), peer, req).await) }
-    });
-    let conn = builder
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
+    })
+}
+
+/// Run one connection until it ends, or until shutdown asks it to finish what it has.
+async fn until_drained<C, E>(
+    conn: C,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    graceful: impl FnOnce(std::pin::Pin<&mut C>),
+) where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     let mut conn = std::pin::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
         _ = async { let _ = stop.wait_for(|s| *s).await.map(|_| ()); } => {
-            conn.as_mut().graceful_shutdown();
+            graceful(conn.as_mut());
             conn.await
         }
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
     }
+}
+
+/// Serve HTTP/1.1 on one connection (plain or TLS).
+async fn serve_http1<I>(
+    gw: Arc<Gateway>,
+    peer: SocketAddr,
+    io: I,
+    stop: tokio::sync::watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = &gw.config.limits;
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BUF))
+        .keep_alive(true);
+    let conn = builder
+        .serve_connection(TokioIo::new(io), pipeline_service(&gw, peer))
+        .with_upgrades();
+    until_drained(conn, stop, |c| c.graceful_shutdown()).await;
+}
+
+/// Serve HTTP/2 on one TLS connection: its requests run as tasks on this worker's runtime.
+async fn serve_http2<I>(
+    gw: Arc<Gateway>,
+    peer: SocketAddr,
+    io: I,
+    stop: tokio::sync::watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = &gw.config.limits;
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(H2_PING)
+        .keep_alive_timeout(H2_PING_TIMEOUT);
+    let conn = builder.serve_connection(TokioIo::new(io), pipeline_service(&gw, peer));
+    until_drained(conn, stop, |c| c.graceful_shutdown()).await;
 }
 
 /// Re-read the certificate pair when its files change; keep the old one if the new one fails.

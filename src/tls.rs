@@ -13,6 +13,9 @@ use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
 use zeroize::Zeroizing;
 
+/// The ALPN name of HTTP/2.
+pub const ALPN_H2: &[u8] = b"h2";
+
 /// The certificate and key files, and what was last loaded from them.
 pub struct CertStore {
     cert_path: PathBuf,
@@ -102,14 +105,19 @@ impl CertStore {
         Ok(true)
     }
 
-    /// A TLS acceptor that always serves the current pair (TLS 1.2 and 1.3, HTTP/1.1).
-    pub fn acceptor(self: &Arc<Self>) -> Result<TlsAcceptor, String> {
+    /// A TLS acceptor that always serves the current pair (TLS 1.2 and 1.3), offering HTTP/2
+    /// before HTTP/1.1 when `http2`.
+    pub fn acceptor(self: &Arc<Self>, http2: bool) -> Result<TlsAcceptor, String> {
         let mut config = rustls::ServerConfig::builder_with_provider(Arc::clone(&self.provider))
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = if http2 {
+            vec![ALPN_H2.to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
         Ok(TlsAcceptor::from(Arc::new(config)))
     }
 }

@@ -1,7 +1,9 @@
-//! Password policy and argon2id hashing, run on the blocking pool with bounded concurrency so
-//! a login storm cannot starve the proxy of executor threads or memory.
+//! Password policy and argon2id hashing, run on the hasher's own threads, a bounded number at
+//! a time and at the lowest CPU priority, so a login storm can neither starve the proxy of
+//! executor threads or memory nor make proxied requests wait for a core.
 
-use std::sync::Arc;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::{Output, PasswordHash, Salt, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -130,12 +132,38 @@ pub fn verify_blocking(password: &str, stored: &str) -> bool {
     })
 }
 
-/// Runs argon2id off the async executor, at most `concurrency` at a time. Holds a hash of a
-/// random password so that a login for an unknown user costs the same as a real one.
+/// The nice value of the hashing threads: the lowest priority, so a proxied request that wakes
+/// up takes the core from a hash at once.
+const HASHING_NICE: i32 = 19;
+
+type HashJob = Box<dyn FnOnce() + Send>;
+
+/// Runs argon2id on `concurrency` threads of its own, started with [`HASHING_NICE`], one job
+/// per thread at a time. Holds a hash of a random password so that a login for an unknown user
+/// costs the same as a real one.
 #[derive(Clone)]
 pub struct Hasher {
     permits: Arc<Semaphore>,
+    jobs: mpsc::Sender<HashJob>,
     dummy_hash: Arc<String>,
+}
+
+/// One hashing thread: lowers its own priority, then runs jobs until every `Hasher` is gone.
+fn hashing_thread(jobs: Arc<Mutex<mpsc::Receiver<HashJob>>>) {
+    let me = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(me), HASHING_NICE) {
+        tracing::warn!(error = %e, "password hashing runs at normal priority");
+    }
+    loop {
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        match job {
+            Ok(job) => job(),
+            Err(_) => return,
+        }
+    }
 }
 
 impl Hasher {
@@ -143,22 +171,48 @@ impl Hasher {
         let mut random = [0u8; 32];
         getrandom::getrandom(&mut random).map_err(|e| Error::Internal(format!("rng: {e}")))?;
         let dummy = hash_blocking(&crate::token::b64(&random))?;
+        let concurrency = concurrency.max(1);
+        let (jobs, queue) = mpsc::channel::<HashJob>();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..concurrency {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("dashgate-hash-{n}"))
+                .spawn(move || hashing_thread(queue))
+                .map_err(|e| Error::Internal(format!("hashing thread: {e}")))?;
+        }
         Ok(Hasher {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            jobs,
             dummy_hash: Arc::new(dummy),
         })
     }
 
-    /// Hash a new password (on the same bounded pool as verification).
-    pub async fn hash(&self, password: Zeroizing<String>) -> Result<String, Error> {
+    /// Run `work` on a hashing thread once a permit is free. Waiting for the permit is where a
+    /// storm queues; a caller that gives up while waiting costs nothing.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Error> {
         let _permit = self
             .permits
             .acquire()
             .await
             .map_err(|_| Error::Internal("hasher closed".to_owned()))?;
-        tokio::task::spawn_blocking(move || hash_blocking(&password))
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = done.send(work());
+            }))
+            .map_err(|_| Error::Internal("hashing threads are gone".to_owned()))?;
+        answer
             .await
-            .map_err(|e| Error::Internal(format!("hash task: {e}")))?
+            .map_err(|_| Error::Internal("hash job lost".to_owned()))
+    }
+
+    /// Hash a new password (on the same bounded threads as verification).
+    pub async fn hash(&self, password: Zeroizing<String>) -> Result<String, Error> {
+        self.run(move || hash_blocking(&password)).await?
     }
 
     /// Verify `password` against `stored`, or against the dummy hash when there is no user,
@@ -168,16 +222,9 @@ impl Hasher {
         password: Zeroizing<String>,
         stored: Option<String>,
     ) -> Result<bool, Error> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| Error::Internal("hasher closed".to_owned()))?;
         let real = stored.is_some();
         let hash = stored.unwrap_or_else(|| (*self.dummy_hash).clone());
-        let ok = tokio::task::spawn_blocking(move || verify_blocking(&password, &hash))
-            .await
-            .map_err(|e| Error::Internal(format!("hash task: {e}")))?;
+        let ok = self.run(move || verify_blocking(&password, &hash)).await?;
         Ok(real && ok)
     }
 }
@@ -232,6 +279,25 @@ mod tests {
                 .verify_password(b"correct horse battery", &parsed)
                 .is_ok()
         );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn hashing_runs_at_the_lowest_priority_and_answers() -> Result<(), Error> {
+        let hasher = Hasher::new(2)?;
+        let nice = hasher
+            .run(|| rustix::process::getpriority_process(Some(rustix::thread::gettid())))
+            .await?
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        assert_eq!(nice, HASHING_NICE);
+        let stored = hasher
+            .hash(Zeroizing::new("correct horse battery".to_owned()))
+            .await?;
+        let right = Zeroizing::new("correct horse battery".to_owned());
+        let wrong = Zeroizing::new("incorrect horse battery".to_owned());
+        assert!(hasher.verify(right.clone(), Some(stored.clone())).await?);
+        assert!(!hasher.verify(wrong, Some(stored)).await?);
+        assert!(!hasher.verify(right, None).await?, "no user: never true");
         Ok(())
     }
 }

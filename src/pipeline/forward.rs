@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use http::request::Parts;
-use http::{HeaderValue, Request, header};
+use http::{HeaderValue, Request, Version, header};
 
 use super::guard::Target;
 use crate::dash_socket::{self, SocketOwner, SocketServices};
@@ -44,6 +44,10 @@ pub fn upstream_head(
     head: Head<'_>,
 ) -> Result<(), Error> {
     proxy_headers::sanitize_request(&mut parts.headers, names);
+    if parts.version >= Version::HTTP_2 {
+        // The app is spoken to in HTTP/1.1 whatever the client spoke.
+        parts.version = Version::HTTP_11;
+    }
     if head.reads_answer {
         // An answer the gateway will read comes whole and uncompressed.
         for name in [header::ACCEPT_ENCODING, header::RANGE, header::IF_RANGE] {

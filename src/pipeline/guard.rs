@@ -1,5 +1,6 @@
 //! The guard stage: what every request passes before anything looks at its credentials — the
-//! client's address (a trusted proxy's word only), the request id, and, for requests to the
+//! client's address (a trusted proxy's word only), the request id, one `Host` whatever the
+//! HTTP version, and, for requests to the
 //! app, the declared body size, a path that reads one way only, the gateway's own routes the
 //! app's clients may not reach, and the facts later stages decide on ([`Target`]).
 
@@ -40,6 +41,25 @@ pub fn arrive<B>(req: &mut Request<B>, peer: SocketAddr, trusted: &[Cidr]) -> Ar
     Arrival {
         client: SocketAddr::new(client, peer.port()),
         request_id,
+    }
+}
+
+/// An HTTP/2 request names its host in `:authority` (and an HTTP/1.1 one may, in an
+/// absolute-form target), which the pipeline and the app read as `Host` (RFC 9113 8.3.1):
+/// copy it there. A request whose `Host` says otherwise is refused rather than guessed at.
+pub fn authority_as_host<B>(req: &mut Request<B>) -> Result<(), Error> {
+    let Some(authority) = req.uri().authority() else {
+        return Ok(());
+    };
+    let authority = HeaderValue::from_str(authority.as_str())
+        .map_err(|_| Error::BadRequest("malformed :authority"))?;
+    match req.headers().get(header::HOST) {
+        Some(host) if host != authority => Err(Error::BadRequest("Host and :authority disagree")),
+        Some(_) => Ok(()),
+        None => {
+            req.headers_mut().insert(header::HOST, authority);
+            Ok(())
+        }
     }
 }
 
@@ -95,10 +115,14 @@ impl Target {
     }
 }
 
-/// Read what a request to the app is; refuse a body declared larger than `max_body`, a path
-/// that does not read one way only, and the route the helper's Dash plugin answers the
+/// Read what a request to the app is; refuse CONNECT and TRACE, a body declared larger than
+/// `max_body`, a path that does not read one way only, and the route the helper's Dash plugin answers the
 /// gateway on.
 pub fn target<B>(req: &Request<B>, max_body: u64, policy: &Policy) -> Result<Target, Error> {
+    if matches!(*req.method(), Method::CONNECT | Method::TRACE) {
+        // A tunnel would carry what no stage sees; TRACE echoes what the gateway hides.
+        return Err(Error::MethodNotAllowed);
+    }
     let declared_len = req
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -1,7 +1,7 @@
 //! The request pipeline: the one place that says in which order a request is checked. Every
-//! request passes [`guard`] (client address, request id); those under the auth prefix go to
-//! the `/auth` endpoints ([`crate::auth`]); every other request to the app goes, in order,
-//! through
+//! request passes [`guard`] (client address, request id, one `Host`); those under the auth
+//! prefix go to the `/auth` endpoints ([`crate::auth`]); every other request to the app goes,
+//! in order, through
 //!
 //! 1. [`guard::target`]: declared body size, a path that reads one way only, what it is;
 //! 2. [`identify`]: credentials → session (with an inline refresh), or the login page / 401;
@@ -140,8 +140,9 @@ pub async fn handle<B: ClientBody>(
 async fn route<B: ClientBody>(
     gw: &Services<'_>,
     client: SocketAddr,
-    req: Request<B>,
+    mut req: Request<B>,
 ) -> Result<Response, Error> {
+    guard::authority_as_host(&mut req)?;
     let prefix = gw.desk.prefix;
     if let Some(rest) = req.uri().path().strip_prefix(prefix) {
         if rest.is_empty() || rest.starts_with('/') {

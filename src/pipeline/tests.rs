@@ -9,7 +9,7 @@ use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 
 use super::authorize::{authorize, check_forgery};
-use super::guard::{REQUEST_ID, Target, arrive, target};
+use super::guard::{REQUEST_ID, Target, arrive, authority_as_host, target};
 use super::identify::{Identified, identify};
 use super::inspect::{Inspection, inspect};
 use super::{forward, handle, rewrite};
@@ -161,6 +161,40 @@ fn guard_believes_only_trusted_proxies() -> Res {
         Some(a.request_id.as_bytes()),
         "the app gets the id the logs carry"
     );
+    Ok(())
+}
+
+#[test]
+fn guard_settles_one_host_whatever_the_version() -> Res {
+    let h2 = |host: Option<&str>| -> Res<Request<Full<Bytes>>> {
+        let mut b = Request::builder()
+            .version(http::Version::HTTP_2)
+            .uri("https://gw.test:8443/x");
+        if let Some(h) = host {
+            b = b.header(header::HOST, h);
+        }
+        Ok(b.body(Full::new(Bytes::new()))?)
+    };
+    let mut req = h2(None)?;
+    authority_as_host(&mut req)?;
+    assert_eq!(req.headers()[header::HOST], "gw.test:8443");
+    let mut req = h2(Some("gw.test:8443"))?;
+    authority_as_host(&mut req)?;
+    assert_eq!(req.headers().get_all(header::HOST).iter().count(), 1);
+    let mut req = h2(Some("evil.test"))?;
+    assert!(matches!(
+        authority_as_host(&mut req),
+        Err(Error::BadRequest(_))
+    ));
+    // HTTP/1.1 in absolute form is held to the same rule; origin form keeps its `Host`.
+    let mut req = request(Method::GET, "http://evil.test/x", &[], "")?;
+    assert!(matches!(
+        authority_as_host(&mut req),
+        Err(Error::BadRequest(_))
+    ));
+    let mut req = request(Method::GET, "/x", &[], "")?;
+    authority_as_host(&mut req)?;
+    assert_eq!(req.headers()[header::HOST], "gw.test");
     Ok(())
 }
 

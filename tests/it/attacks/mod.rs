@@ -5,6 +5,7 @@
 mod auth_endpoints;
 mod csrf;
 mod headers;
+mod http2;
 mod jwt;
 mod paths;
 mod redirects;

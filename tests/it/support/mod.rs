@@ -609,6 +609,15 @@ impl RawAnswer {
     }
 }
 
+/// A self-signed certificate for 127.0.0.1: (certificate PEM, key PEM, certificate DER).
+pub fn self_signed() -> Result<(String, String, Vec<u8>), Box<dyn std::error::Error>> {
+    let key = rcgen::KeyPair::generate()?;
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem(), cert.der().to_vec()))
+}
+
 /// Send raw bytes to a loopback port and read until the peer closes (or 10 s pass): for
 /// requests no HTTP client library would send. Async, so that an upstream running on the
 /// test's own runtime can answer meanwhile.

@@ -222,6 +222,7 @@ async fn answer(
         return Ok(resp.unwrap_or_else(|_| Response::new(full(Bytes::new()))));
     }
     let method = req.method().to_string();
+    let version = format!("{:?}", req.version());
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     let mut headers = serde_json::Map::new();
@@ -242,7 +243,8 @@ async fn answer(
         .map(|c| c.to_bytes())
         .unwrap_or_default();
     let report = serde_json::json!({
-        "method": method, "path": path, "query": query, "headers": headers, "body_len": body.len(),
+        "method": method, "version": version, "path": path, "query": query, "headers": headers,
+        "body_len": body.len(),
         "body": String::from_utf8_lossy(&body),
     });
     let mut builder = Response::builder().header("content-type", "application/json");
