@@ -174,6 +174,7 @@ const KEYS: &[Key] = &[
     key("balancing.health_interval", Kind::Duration(1, 300)).or("5s"),
     key("limits.max_inspect_bytes", Kind::Int(1024, 1 << 30)).or_int(16 * 1024 * 1024),
     key("limits.password_hash_concurrency", Kind::Int(1, 256)).or_half_the_cores(),
+    key("limits.password_hash_priority", Kind::Str).or("idle"),
     key("login.sources", Kind::StrList),
     key("ldap.url", Kind::Str),
     key("ldap.start_tls", Kind::Bool).or_bool(false),
@@ -318,6 +319,18 @@ pub struct Limits {
     /// Largest Dash callback body the gateway reads to apply `dash_outputs` rules.
     pub max_inspect_bytes: usize,
     pub password_hash_concurrency: usize,
+    pub password_hash_priority: HashPriority,
+}
+
+/// The CPU priority of password hashing (`limits.password_hash_priority`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashPriority {
+    /// `SCHED_IDLE`: hashes run only on CPU time nothing else wants.
+    Idle,
+    /// Nice 19: hashes yield to proxied requests, and still get a share when the CPU is busy.
+    Low,
+    /// The same priority as everything else.
+    Normal,
 }
 
 /// Spreading requests over several upstreams.
@@ -779,6 +792,17 @@ fn build(v: &Validator<'_>) -> Result<Config, ConfigError> {
         store_timeout: v.duration("limits.store_timeout")?,
         max_inspect_bytes: to_usize(v.int("limits.max_inspect_bytes")?),
         password_hash_concurrency: to_usize(v.int("limits.password_hash_concurrency")?),
+        password_hash_priority: match v.str("limits.password_hash_priority")?.as_str() {
+            "idle" => HashPriority::Idle,
+            "low" => HashPriority::Low,
+            "normal" => HashPriority::Normal,
+            other => {
+                return Err(v.invalid(
+                    "limits.password_hash_priority",
+                    format!("expected \"idle\", \"low\" or \"normal\", got {other:?}"),
+                ));
+            }
+        },
     };
 
     let ldap = sources::ldap(v)?;

@@ -541,7 +541,7 @@ fn defaults_are_declared_valid_and_documented() {
             wrong.push(format!("{}: the default is refused", k.name));
             continue;
         };
-        let row = readme.lines().find(|l| {
+        let row = readme.lines().filter(|l| l.starts_with('|')).find(|l| {
             l.split(" | ")
                 .next()
                 .is_some_and(|first| first.contains(&format!("`{}`", k.name)))

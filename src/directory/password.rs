@@ -1,6 +1,6 @@
 //! Password policy and argon2id hashing, run on the hasher's own threads, a bounded number at
-//! a time and at the lowest CPU priority, so a login storm can neither starve the proxy of
-//! executor threads or memory nor make proxied requests wait for a core.
+//! a time and (by default) only on CPU time nothing else wants, so a login storm can neither
+//! starve the proxy of executor threads or memory nor make proxied requests wait for a core.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -11,6 +11,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
+use crate::config::HashPriority;
 use crate::error::Error;
 
 /// OWASP Password Storage Cheat Sheet minimum for argon2id: m = 19 MiB, t = 2, p = 1.
@@ -132,13 +133,12 @@ pub fn verify_blocking(password: &str, stored: &str) -> bool {
     })
 }
 
-/// The nice value of the hashing threads: the lowest priority, so a proxied request that wakes
-/// up takes the core from a hash at once.
-const HASHING_NICE: i32 = 19;
+/// The nice value of hashing threads at [`HashPriority::Low`].
+const LOW_NICE: i32 = 19;
 
 type HashJob = Box<dyn FnOnce() + Send>;
 
-/// Runs argon2id on `concurrency` threads of its own, started with [`HASHING_NICE`], one job
+/// Runs argon2id on `concurrency` threads of its own, at the configured CPU priority, one job
 /// per thread at a time. Holds a hash of a random password so that a login for an unknown user
 /// costs the same as a real one.
 #[derive(Clone)]
@@ -148,12 +148,31 @@ pub struct Hasher {
     dummy_hash: Arc<String>,
 }
 
-/// One hashing thread: lowers its own priority, then runs jobs until every `Hasher` is gone.
-fn hashing_thread(jobs: Arc<Mutex<mpsc::Receiver<HashJob>>>) {
-    let me = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(me), HASHING_NICE) {
-        tracing::warn!(error = %e, "password hashing runs at normal priority");
+/// Put the calling thread at `priority`; a refusal is logged and the thread goes on as it is.
+fn lower_own_priority(priority: HashPriority) {
+    let lowered = match priority {
+        HashPriority::Normal => return,
+        HashPriority::Low => {
+            rustix::process::setpriority_process(Some(rustix::thread::gettid()), LOW_NICE)
+                .map_err(|e| e.to_string())
+        }
+        HashPriority::Idle => thread_priority::set_thread_priority_and_policy(
+            thread_priority::thread_native_id(),
+            thread_priority::ThreadPriority::Min,
+            thread_priority::ThreadSchedulePolicy::Normal(
+                thread_priority::NormalThreadSchedulePolicy::Idle,
+            ),
+        )
+        .map_err(|e| format!("{e:?}")),
+    };
+    if let Err(e) = lowered {
+        tracing::warn!(error = %e, ?priority, "password hashing runs at normal priority");
     }
+}
+
+/// One hashing thread: lowers its own priority, then runs jobs until every `Hasher` is gone.
+fn hashing_thread(jobs: Arc<Mutex<mpsc::Receiver<HashJob>>>, priority: HashPriority) {
+    lower_own_priority(priority);
     loop {
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
@@ -167,7 +186,7 @@ fn hashing_thread(jobs: Arc<Mutex<mpsc::Receiver<HashJob>>>) {
 }
 
 impl Hasher {
-    pub fn new(concurrency: usize) -> Result<Hasher, Error> {
+    pub fn new(concurrency: usize, priority: HashPriority) -> Result<Hasher, Error> {
         let mut random = [0u8; 32];
         getrandom::getrandom(&mut random).map_err(|e| Error::Internal(format!("rng: {e}")))?;
         let dummy = hash_blocking(&crate::token::b64(&random))?;
@@ -178,7 +197,7 @@ impl Hasher {
             let queue = Arc::clone(&queue);
             std::thread::Builder::new()
                 .name(format!("dashgate-hash-{n}"))
-                .spawn(move || hashing_thread(queue))
+                .spawn(move || hashing_thread(queue, priority))
                 .map_err(|e| Error::Internal(format!("hashing thread: {e}")))?;
         }
         Ok(Hasher {
@@ -283,21 +302,36 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn hashing_runs_at_the_lowest_priority_and_answers() -> Result<(), Error> {
-        let hasher = Hasher::new(2)?;
-        let nice = hasher
-            .run(|| rustix::process::getpriority_process(Some(rustix::thread::gettid())))
-            .await?
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        assert_eq!(nice, HASHING_NICE);
-        let stored = hasher
+    async fn hashing_runs_at_the_configured_priority_and_answers() -> Result<(), Error> {
+        use thread_priority::{NormalThreadSchedulePolicy, ThreadSchedulePolicy};
+        let nice = || rustix::process::getpriority_process(Some(rustix::thread::gettid()));
+        let policy = || thread_priority::thread_schedule_policy().ok();
+        let idle = Hasher::new(1, HashPriority::Idle)?;
+        assert_eq!(
+            idle.run(policy).await?,
+            Some(ThreadSchedulePolicy::Normal(
+                NormalThreadSchedulePolicy::Idle
+            ))
+        );
+        let low = Hasher::new(1, HashPriority::Low)?;
+        assert_eq!(low.run(nice).await?.ok(), Some(LOW_NICE));
+        assert_eq!(
+            low.run(policy).await?,
+            Some(ThreadSchedulePolicy::Normal(
+                NormalThreadSchedulePolicy::Other
+            ))
+        );
+        let normal = Hasher::new(1, HashPriority::Normal)?;
+        assert_eq!(normal.run(nice).await?.ok(), nice().ok());
+
+        let stored = idle
             .hash(Zeroizing::new("correct horse battery".to_owned()))
             .await?;
         let right = Zeroizing::new("correct horse battery".to_owned());
         let wrong = Zeroizing::new("incorrect horse battery".to_owned());
-        assert!(hasher.verify(right.clone(), Some(stored.clone())).await?);
-        assert!(!hasher.verify(wrong, Some(stored)).await?);
-        assert!(!hasher.verify(right, None).await?, "no user: never true");
+        assert!(idle.verify(right.clone(), Some(stored.clone())).await?);
+        assert!(!idle.verify(wrong, Some(stored)).await?);
+        assert!(!idle.verify(right, None).await?, "no user: never true");
         Ok(())
     }
 }

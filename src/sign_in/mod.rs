@@ -39,7 +39,10 @@ impl SignIn {
         Ok(SignIn {
             order: config.sources.clone(),
             directory,
-            hasher: Hasher::new(config.limits.password_hash_concurrency)?,
+            hasher: Hasher::new(
+                config.limits.password_hash_concurrency,
+                config.limits.password_hash_priority,
+            )?,
             ldap: config.ldap.clone().map(LdapSource::new).transpose()?,
             oidc: config
                 .oidc
