@@ -40,15 +40,18 @@ def all_logs() -> str:
     return "\n".join(f"===== {name} ({p}) =====\n{read_log(p)}" for name, p in LOGS.items())
 
 
-def wait_until_ready(url: str, proc: subprocess.Popen, what: str, expect_status: int | None = None) -> None:
-    """Poll `url` until it answers (with `expect_status` if given) or the deadline passes."""
+def wait_until_ready(
+    url: str, proc: subprocess.Popen, what: str, expect_status: int | None = None, verify: bool | str = True
+) -> None:
+    """Poll `url` until it answers (with `expect_status` if given) or the deadline passes;
+    `verify` is requests' (a CA file for a self-signed gateway)."""
     deadline = time.monotonic() + STARTUP_DEADLINE
     last = "no answer"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited early with code {proc.returncode}\n{all_logs()}")
         try:
-            r = requests.get(url, timeout=2, allow_redirects=False)
+            r = requests.get(url, timeout=2, allow_redirects=False, verify=verify)
             last = f"HTTP {r.status_code}: {r.text[:300]!r}"
             if expect_status is None or r.status_code == expect_status:
                 return
@@ -146,10 +149,12 @@ def start_gateway(
     policy: Path,
     config: str | None = None,
     name: str = "gateway",
+    tls: tuple[Path, Path] | None = None,
 ) -> subprocess.Popen:
-    """Serve the gateway from `workdir` (database, keys, log) on loopback `port`, plain HTTP,
-    in front of `upstream` with `policy` (and `config` as its TOML file), ready when it
-    returns; stop it with `stop`."""
+    """Serve the gateway from `workdir` (database, keys, log) on loopback `port`, plain HTTP
+    or, given `tls` (certificate and key files), HTTPS with Secure cookies, in front of
+    `upstream` with `policy` (and `config` as its TOML file), ready when it returns; stop it
+    with `stop`."""
     cmd = [
         str(gateway_bin),
         "serve",
@@ -163,21 +168,50 @@ def start_gateway(
         config_file = workdir / "dashgate.toml"
         config_file.write_text(config)
         cmd += ["--config", str(config_file)]
-    env = dict(os.environ, DASHGATE_COOKIE_SECURE="false", RUST_BACKTRACE="1")  # plain HTTP on loopback
+    env = dict(os.environ, RUST_BACKTRACE="1")
+    if tls is None:
+        env["DASHGATE_COOKIE_SECURE"] = "false"  # plain HTTP on loopback
+    else:
+        env["DASHGATE_TLS_CERT_FILE"], env["DASHGATE_TLS_KEY_FILE"] = str(tls[0]), str(tls[1])
     env.setdefault("RUST_LOG", "info")
     proc = start(name, cmd, workdir, workdir / f"{name}.log", env)
+    scheme = "http" if tls is None else "https"
     try:
-        wait_until_ready(f"http://127.0.0.1:{port}/auth/healthz", proc, name, expect_status=200)
+        wait_until_ready(
+            f"{scheme}://127.0.0.1:{port}/auth/healthz",
+            proc,
+            name,
+            expect_status=200,
+            verify=True if tls is None else str(tls[0]),
+        )
     except BaseException:
         stop(proc)
         raise
     return proc
 
 
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (openssl), written into `directory`: (certificate
+    file, key file)."""
+    cert, key = directory / "tls.crt", directory / "tls.key"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
 def start_chromium(tmp_path: Path, logs: tuple[str, ...] = ("performance",)):
     """A fresh headless Chromium (Debian's chromium + chromium-driver, or $CHROMIUM_BIN and
     $CHROMEDRIVER_BIN) with its own profile under `tmp_path`, keeping the named Chrome logs
-    (`performance`: network events; `browser`: the console). The caller quits it."""
+    (`performance`: network events; `browser`: the console). The caller quits it. It accepts
+    the self-signed certificates of gateways the tests start on loopback."""
     import pytest
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
@@ -203,6 +237,7 @@ def start_chromium(tmp_path: Path, logs: tuple[str, ...] = ("performance",)):
         "--disable-sync",
         "--disable-dev-shm-usage",
         "--window-size=1280,900",
+        "--ignore-certificate-errors",
         f"--user-data-dir={profile}",
     ):
         opts.add_argument(arg)

@@ -43,6 +43,7 @@ from processes import (  # noqa: E402  (tests/processes.py, shared with tests/br
     dash_interpreter,
     free_port,
     gateway_binary,
+    self_signed_certificate,
     start,
     start_chromium,
     start_gateway,
@@ -107,16 +108,21 @@ def _app(name: str, script: str, workdir: Path):
 
 
 @contextmanager
-def _gateway(gateway_bin: Path, name: str, app_url: str, workdir: Path, config: str | None = None):
-    """A gateway with its own database and keys in `workdir`, in front of `app_url`."""
+def _gateway(
+    gateway_bin: Path, name: str, app_url: str, workdir: Path, config: str | None = None, tls: bool = False
+):
+    """A gateway with its own database and keys in `workdir`, in front of `app_url`; with `tls`,
+    serving HTTPS (and so HTTP/2) with a self-signed certificate."""
     workdir.mkdir(parents=True, exist_ok=True)
+    certificate = self_signed_certificate(workdir) if tls else None
     passwords = {"admin": secrets.token_urlsafe(18), "viewer": secrets.token_urlsafe(18)}
     users = {"admin": (passwords["admin"], ["admin"]), "viewer": (passwords["viewer"], [])}
     add_roles_and_users(gateway_bin, workdir, {"admin": []}, users)
     port = free_port()
-    proc = start_gateway(gateway_bin, workdir, port, app_url, POLICY, config=config, name=name)
+    proc = start_gateway(gateway_bin, workdir, port, app_url, POLICY, config=config, name=name, tls=certificate)
+    scheme = "https" if tls else "http"
     try:
-        yield Site(name=name, url=f"http://127.0.0.1:{port}", app_url=app_url, log=workdir / f"{name}.log", passwords=passwords)
+        yield Site(name=name, url=f"{scheme}://127.0.0.1:{port}", app_url=app_url, log=workdir / f"{name}.log", passwords=passwords)
     finally:
         stop(proc)
 
@@ -140,6 +146,12 @@ def ws_app(tmp_root: Path):
 @pytest.fixture(scope="session")
 def ws_site(gateway_bin: Path, ws_app: str, tmp_root: Path):
     with _gateway(gateway_bin, "gateway (websocket app)", ws_app, tmp_root / "ws") as site:
+        yield site
+
+
+@pytest.fixture(scope="session")
+def tls_site(gateway_bin: Path, ws_app: str, tmp_root: Path):
+    with _gateway(gateway_bin, "gateway (TLS)", ws_app, tmp_root / "tls", tls=True) as site:
         yield site
 
 

@@ -185,6 +185,26 @@ def test_admin_callbacks_run_over_the_websocket(ws_site, browser):
     assert {"public-out.children", "salary-out.children"} <= set(app_messages(ws_site, "admin"))
 
 
+def test_over_tls_the_page_speaks_http2_and_its_socket_is_judged_as_before(tls_site, browser):
+    """With TLS, Chromium picks HTTP/2 for the page and its requests; Dash's callback socket
+    (no extended CONNECT is offered, so its 101 can only come over an HTTP/1.1 connection of
+    its own) carries the callbacks through the same relay."""
+    d, sockets = browser.driver, browser.sockets
+    socket = open_dash_page(browser, tls_site, "admin")
+    protocols = d.execute_script(
+        "return [performance.getEntriesByType('navigation')[0].nextHopProtocol]"
+        ".concat(performance.getEntriesByType('resource').map(e => e.nextHopProtocol))"
+    )
+    assert protocols[0] == "h2", protocols
+    assert "h2" in protocols[1:] and "http/1.1" not in protocols[1:], protocols
+    click_go(browser)
+    wait_text(d, "salary-out", SALARY)
+    sent = sockets.callback_requests("salary-out")
+    assert [s for s, _ in sent] == [socket], sent
+    assert browser.page.posts_to("_dash-update-component") == []
+    assert "salary-out.children" in app_messages(tls_site, "admin")
+
+
 def test_viewer_is_refused_the_salary_and_never_receives_hidden_components(ws_site, browser):
     d, sockets = browser.driver, browser.sockets
     mark = ws_site.log_size()
