@@ -1000,23 +1000,45 @@ fn main() -> Res<()> {
     let rss_after = rss_kib(g.proc.pid())?;
     eprintln!("    RSS idle {idle_rss} KiB, warm {rss_warm} KiB, after soak {rss_after} KiB");
 
-    // Login storm: 64 logins at a time, continuously, beside authenticated traffic.
-    eprintln!("==> login storm");
-    let quiet = wrk.run(g.port, &get_c, 16, d)?;
+    // Login storm: 64 logins at a time, continuously, beside authenticated traffic; at the
+    // default hashing priority, then at the others (`limits.password_hash_priority`).
     let login_shape = Shape::post(
         "/auth/login",
         &[("Content-Type", "application/json")],
         &format!("{{\"username\":\"alice\",\"password\":\"{PASSWORD}\"}}"),
     );
-    // The storm runs through the measurement's own 2 s warm-up and its whole measured part.
-    let storm = wrk.background(g.port, &login_shape, 64, d + 3)?;
-    let stormy = wrk.run(g.port, &get_c, 16, d)?;
-    let logins = Wrk::finished(storm)?;
-    eprintln!(
-        "    p99 {:.2} ms quiet, {:.2} ms during the storm; the storm: {} logins ({:.0}/s), {} not 2xx/3xx",
-        quiet.p99_ms, stormy.p99_ms, logins.requests, logins.rps, logins.non_2xx
-    );
+    // Quiet, then the storm: it runs through the measurement's own 2 s warm-up and its whole
+    // measured part. Returns (quiet, beside the storm, the storm's logins).
+    let storm_run = |port: u16, get: &Shape| -> Res<(Stats, Stats, Stats)> {
+        let quiet = wrk.run(port, get, 16, d)?;
+        let storm = wrk.background(port, &login_shape, 64, d + 3)?;
+        let stormy = wrk.run(port, get, 16, d)?;
+        let logins = Wrk::finished(storm)?;
+        eprintln!(
+            "    p99 {:.2} ms quiet, {:.2} ms during the storm; the storm: {} logins ({:.0}/s), {} not 2xx/3xx",
+            quiet.p99_ms, stormy.p99_ms, logins.requests, logins.rps, logins.non_2xx
+        );
+        Ok((quiet, stormy, logins))
+    };
+    eprintln!("==> login storm");
+    let (quiet, stormy, logins) = storm_run(g.port, &get_c)?;
     drop(g);
+    let mut storms_by_priority = vec![("idle (the default)", (quiet, stormy, logins))];
+    for priority in ["low", "normal"] {
+        eprintln!("==> login storm, password hashing at priority {priority}");
+        let gp = gate(
+            &gdir,
+            up_port,
+            100,
+            &[("DASHGATE_LIMITS_PASSWORD_HASH_PRIORITY", priority)],
+        )?;
+        let (cookie_p, _) = session(&gp)?;
+        let get_p = Shape::get(
+            "/reports/q3",
+            &[("Cookie", &cookie_p), ("Accept", "application/json")],
+        );
+        storms_by_priority.push((priority, storm_run(gp.port, &get_p)?));
+    }
 
     // Scale: a large revocation set and a large policy.
     eprintln!(
@@ -1152,6 +1174,20 @@ fn main() -> Res<()> {
     notes.push(format!(
         "Login storm: p99 of authenticated GETs (16 connections) {:.2} ms quiet, {:.2} ms beside 64 concurrent logins; {:.0} req/s quiet, {:.0} req/s in the storm; the storm's {} logins ({:.1}/s, {} answered other than 2xx/3xx).",
         quiet.p99_ms, stormy.p99_ms, quiet.rps, stormy.rps, logins.requests, logins.rps, logins.non_2xx
+    ));
+    notes.push(format!(
+        "Login storm by `limits.password_hash_priority` (p99 quiet → beside the storm, the storm's logins): {}.",
+        storms_by_priority
+            .iter()
+            .map(|(p, (q, s, l))| format!(
+                "{p} {:.2} → {:.2} ms ({:.2}×), {} logins",
+                q.p99_ms,
+                s.p99_ms,
+                ratio(s.p99_ms, q.p99_ms),
+                l.requests
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
     ));
     notes.push(format!(
         "Memory: RSS {idle_rss} KiB idle after start and one login, {rss_warm} KiB after a 5 s warm-up, {rss_after} KiB after the {} s soak.",

@@ -191,15 +191,15 @@ async fn connection(
 ) {
     let _alive = alive;
     match acceptor {
-        None => serve_http1(gw, peer, stream, stop).await,
+        None => serve_http(gw, peer, stream, stop, false).await,
         Some(acceptor) => {
             // The handshake gets the same deadline as a request head.
             let limit = gw.config.limits.header_read_timeout;
             match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_H2) => {
-                    serve_http2(gw, peer, tls, stop).await
+                Ok(Ok(tls)) => {
+                    let http2 = tls.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_H2);
+                    serve_http(gw, peer, tls, stop, http2).await
                 }
-                Ok(Ok(tls)) => serve_http1(gw, peer, tls, stop).await,
                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!("TLS handshake timed out"),
             }
@@ -248,47 +248,41 @@ async fn until_drained<C, E>(
     }
 }
 
-/// Serve HTTP/1.1 on one connection (plain or TLS).
-async fn serve_http1<I>(
+/// Serve one connection (plain or TLS) in HTTP/1.1, or in HTTP/2 when `http2` (the client
+/// picked it during the TLS handshake; its requests run as tasks on this worker's runtime).
+async fn serve_http<I>(
     gw: Arc<Gateway>,
     peer: SocketAddr,
     io: I,
     stop: tokio::sync::watch::Receiver<bool>,
+    http2: bool,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let limits = &gw.config.limits;
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BUF))
-        .keep_alive(true);
-    let conn = builder
-        .serve_connection(TokioIo::new(io), pipeline_service(&gw, peer))
-        .with_upgrades();
-    until_drained(conn, stop, |c| c.graceful_shutdown()).await;
-}
-
-/// Serve HTTP/2 on one TLS connection: its requests run as tasks on this worker's runtime.
-async fn serve_http2<I>(
-    gw: Arc<Gateway>,
-    peer: SocketAddr,
-    io: I,
-    stop: tokio::sync::watch::Receiver<bool>,
-) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let limits = &gw.config.limits;
-    let mut builder = http2::Builder::new(TokioExecutor::new());
-    builder
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(H2_MAX_STREAMS)
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .keep_alive_interval(H2_PING)
-        .keep_alive_timeout(H2_PING_TIMEOUT);
-    let conn = builder.serve_connection(TokioIo::new(io), pipeline_service(&gw, peer));
-    until_drained(conn, stop, |c| c.graceful_shutdown()).await;
+    let service = pipeline_service(&gw, peer);
+    if http2 {
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(H2_MAX_STREAMS)
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .keep_alive_interval(H2_PING)
+            .keep_alive_timeout(H2_PING_TIMEOUT);
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        until_drained(conn, stop, |c| c.graceful_shutdown()).await;
+    } else {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BUF))
+            .keep_alive(true);
+        let conn = builder
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        until_drained(conn, stop, |c| c.graceful_shutdown()).await;
+    }
 }
 
 /// Re-read the certificate pair when its files change; keep the old one if the new one fails.

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use rustls::pki_types::pem::PemObject;
 
-use crate::support::{Gateway, Jar, Options, PASSWORD, TestResult, Upstream, self_signed};
+use crate::support::{Gateway, Jar, Options, TestResult, Upstream, self_signed};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -40,16 +40,7 @@ impl Site {
         let (cert, key, _) = self_signed()?;
         let gw =
             Gateway::start_with(Options::new(&up.url).tls(&cert, &key).policy(POLICY), &[]).await?;
-        let out = gw.cli(&["roles", "add", "admin"], None)?;
-        assert!(
-            out.status.success(),
-            "{}",
-            crate::support::output_text(&out)
-        );
-        gw.add_user("alice", PASSWORD, &["admin"])?;
-        gw.add_user("victor", PASSWORD, &[])?;
-        let viewer = gw.login("victor", PASSWORD).await?;
-        let admin = gw.login("alice", PASSWORD).await?;
+        let (admin, viewer) = crate::support::admin_and_viewer(&gw).await?;
         Ok(Site {
             up,
             gw,

@@ -6,7 +6,7 @@
 //! `/admin`. Dash Pages navigation (the `pathname` inside a callback body) is held to the same
 //! rules with the same spellings.
 
-use crate::support::{Gateway, Jar, Options, PASSWORD, TestResult, Upstream, pages_body, raw_get};
+use crate::support::{Gateway, Jar, Options, TestResult, Upstream, pages_body, raw_get};
 
 const POLICY: &str = r#"
 default = "authenticated"
@@ -64,16 +64,7 @@ impl Site {
     async fn new() -> Result<Site, Box<dyn std::error::Error>> {
         let up = Upstream::start().await?;
         let gw = Gateway::start_with(Options::new(&up.url).policy(POLICY), &[]).await?;
-        let out = gw.cli(&["roles", "add", "admin"], None)?;
-        assert!(
-            out.status.success(),
-            "{}",
-            crate::support::output_text(&out)
-        );
-        gw.add_user("alice", PASSWORD, &["admin"])?;
-        gw.add_user("victor", PASSWORD, &[])?;
-        let viewer = gw.login("victor", PASSWORD).await?;
-        let admin = gw.login("alice", PASSWORD).await?;
+        let (admin, viewer) = crate::support::admin_and_viewer(&gw).await?;
         Ok(Site {
             up,
             gw,
@@ -319,12 +310,10 @@ async fn navigate_app(
 async fn pages_under_a_prefix_and_with_templates() -> TestResult {
     let up = Upstream::start().await?;
     let gw = Gateway::start_with(Options::new(&up.url).policy(PREFIXED), &[]).await?;
-    assert!(gw.cli(&["roles", "add", "admin"], None)?.status.success());
-    gw.add_user("alice", PASSWORD, &["admin"])?;
-    gw.add_user("victor", PASSWORD, &[])?;
+    let (admin, viewer) = crate::support::admin_and_viewer(&gw).await?;
     let site = Site {
-        viewer: gw.login("victor", PASSWORD).await?,
-        admin: gw.login("alice", PASSWORD).await?,
+        viewer,
+        admin,
         up,
         gw,
     };

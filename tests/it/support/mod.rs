@@ -609,6 +609,19 @@ impl RawAnswer {
     }
 }
 
+/// The role `admin`, and two signed-in users: alice (admin) and victor (no role). Returns
+/// (admin's cookies, victor's cookies).
+pub async fn admin_and_viewer(gw: &Gateway) -> Result<(Jar, Jar), Box<dyn std::error::Error>> {
+    let out = gw.cli(&["roles", "add", "admin"], None)?;
+    assert!(out.status.success(), "{}", output_text(&out));
+    gw.add_user("alice", PASSWORD, &["admin"])?;
+    gw.add_user("victor", PASSWORD, &[])?;
+    Ok((
+        gw.login("alice", PASSWORD).await?,
+        gw.login("victor", PASSWORD).await?,
+    ))
+}
+
 /// A self-signed certificate for 127.0.0.1: (certificate PEM, key PEM, certificate DER).
 pub fn self_signed() -> Result<(String, String, Vec<u8>), Box<dyn std::error::Error>> {
     let key = rcgen::KeyPair::generate()?;
