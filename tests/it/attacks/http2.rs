@@ -15,17 +15,7 @@ use crate::support::{Gateway, Jar, Options, TestResult, Upstream, self_signed};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-const POLICY: &str = r#"
-default = "authenticated"
-
-[[rule]]
-paths = ["/assets/**"]
-public = true
-
-[[rule]]
-paths = ["/admin", "/admin/**"]
-roles = ["admin"]
-"#;
+use super::paths::POLICY;
 
 struct Site {
     up: Upstream,

@@ -8,7 +8,9 @@
 
 use crate::support::{Gateway, Jar, Options, TestResult, Upstream, pages_body, raw_get};
 
-const POLICY: &str = r#"
+/// `/admin/**` for the `admin` role, public assets, everything else for any signed-in user
+/// (the HTTP/2 attacks use it too).
+pub(super) const POLICY: &str = r#"
 default = "authenticated"
 
 [[rule]]
