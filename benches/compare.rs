@@ -1023,8 +1023,8 @@ fn main() -> Res<()> {
     eprintln!("==> login storm");
     let (quiet, stormy, logins) = storm_run(g.port, &get_c)?;
     drop(g);
-    let mut storms_by_priority = vec![("idle (the default)", (quiet, stormy, logins))];
-    for priority in ["low", "normal"] {
+    let mut storms_by_priority = vec![("low (the default)", (quiet, stormy, logins))];
+    for priority in ["idle", "normal"] {
         eprintln!("==> login storm, password hashing at priority {priority}");
         let gp = gate(
             &gdir,

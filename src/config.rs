@@ -174,7 +174,7 @@ const KEYS: &[Key] = &[
     key("balancing.health_interval", Kind::Duration(1, 300)).or("5s"),
     key("limits.max_inspect_bytes", Kind::Int(1024, 1 << 30)).or_int(16 * 1024 * 1024),
     key("limits.password_hash_concurrency", Kind::Int(1, 256)).or_half_the_cores(),
-    key("limits.password_hash_priority", Kind::Str).or("idle"),
+    key("limits.password_hash_priority", Kind::Str).or("low"),
     key("login.sources", Kind::StrList),
     key("ldap.url", Kind::Str),
     key("ldap.start_tls", Kind::Bool).or_bool(false),

@@ -1,6 +1,6 @@
 //! Password policy and argon2id hashing, run on the hasher's own threads, a bounded number at
-//! a time and (by default) only on CPU time nothing else wants, so a login storm can neither
-//! starve the proxy of executor threads or memory nor make proxied requests wait for a core.
+//! a time and (by default) at the lowest nice value, so a login storm can neither starve the
+//! proxy of executor threads or memory nor keep proxied requests from a core.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};

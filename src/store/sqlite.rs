@@ -15,6 +15,8 @@ pub const TOUCH_EVERY: i64 = 60;
 
 /// How often the revocations table is polled for entries written by other processes.
 const POLL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Revocations read from the database at a time.
+const REVOCATION_BATCH: i64 = 10_000;
 
 /// Refresh families and persisted revocations in SQLite.
 #[derive(Clone)]
@@ -245,21 +247,24 @@ impl SqliteStore {
             .await
     }
 
-    /// Revocations still in force, with a cursor (`rowid`) for incremental polling.
+    /// Revocations still in force, with a cursor (`rowid`) for incremental polling: those after `after_rowid` that still matter at `now`, at most `limit`, and the
+    /// row id to go on from.
     pub async fn revocations_since(
         &self,
         after_rowid: i64,
         now: i64,
+        limit: i64,
     ) -> Result<(Vec<Revocation>, i64), Error> {
         self.db
             .call(move |c| {
                 let mut stmt = c.prepare(
                     "SELECT rowid, kind, value, created_at, expires_at FROM revocations
-                     WHERE rowid > ?1 AND expires_at > ?2 ORDER BY rowid",
+                     WHERE rowid > ?1 AND expires_at > ?2 ORDER BY rowid LIMIT ?3",
                 )?;
                 let mut cursor = after_rowid;
                 let mut out = Vec::new();
-                let rows = stmt.query_map(params![after_rowid, now], |r| {
+                let mut read = 0;
+                let rows = stmt.query_map(params![after_rowid, now, limit], |r| {
                     Ok((
                         r.get::<_, i64>(0)?,
                         r.get::<_, String>(1)?,
@@ -270,6 +275,7 @@ impl SqliteStore {
                 })?;
                 for row in rows {
                     let (rowid, kind, value, created_at, expires_at) = row?;
+                    read += 1;
                     cursor = cursor.max(rowid);
                     if let Some(kind) = RevocationKind::parse(&kind) {
                         out.push(Revocation {
@@ -279,6 +285,10 @@ impl SqliteStore {
                             expires_at,
                         });
                     }
+                }
+                if read == limit {
+                    // More may follow this batch: go on from the last row read.
+                    return Ok((out, cursor));
                 }
                 let max: Option<i64> =
                     c.query_row("SELECT MAX(rowid) FROM revocations", [], |r| r.get(0))?;
@@ -350,14 +360,25 @@ impl SqliteStore {
         let mut ticks: u64 = 0;
         loop {
             let now = crate::clock::now();
-            match self.revocations_since(cursor, now).await {
-                Ok((entries, next)) => {
-                    for r in entries {
-                        set.insert(r);
+            // In batches, so that loading a million revocations at start never holds their
+            // strings all at once (the set keeps 16 bytes of each).
+            loop {
+                match self.revocations_since(cursor, now, REVOCATION_BATCH).await {
+                    Ok((entries, next)) => {
+                        let full = entries.len() == REVOCATION_BATCH as usize;
+                        for r in entries {
+                            set.insert(r);
+                        }
+                        cursor = next;
+                        if !full {
+                            break;
+                        }
                     }
-                    cursor = next;
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not load revocations");
+                        break;
+                    }
                 }
-                Err(e) => tracing::warn!(error = %e, "could not load revocations"),
             }
             if ticks % 600 == 0 {
                 set.purge(now);

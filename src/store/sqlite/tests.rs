@@ -112,12 +112,32 @@ async fn revoke_user_and_revocation_feed() -> Result<(), Error> {
             expires_at: 50,
         })
         .await?;
-    let (got, cursor) = store.revocations_since(0, 10).await?;
+    let (got, cursor) = store.revocations_since(0, 10, 100).await?;
     assert_eq!(got.len(), 1);
-    let (again, _) = store.revocations_since(cursor, 10).await?;
+    let (again, _) = store.revocations_since(cursor, 10, 100).await?;
     assert!(again.is_empty());
+    // Read in batches: a full batch hands back where to go on, and nothing is skipped.
+    for v in ["t1", "t2", "t3"] {
+        store
+            .add_revocation(Revocation {
+                kind: RevocationKind::Token,
+                value: v.into(),
+                created_at: 1,
+                expires_at: 50,
+            })
+            .await?;
+    }
+    let (first, next) = store.revocations_since(cursor, 10, 2).await?;
+    let (rest, end) = store.revocations_since(next, 10, 2).await?;
+    let values: Vec<&str> = first
+        .iter()
+        .chain(&rest)
+        .map(|r| r.value.as_str())
+        .collect();
+    assert_eq!(values, ["t1", "t2", "t3"]);
+    assert!(store.revocations_since(end, 10, 2).await?.0.is_empty());
     store.purge(60).await?;
-    assert!(store.revocations_since(0, 0).await?.0.is_empty());
+    assert!(store.revocations_since(0, 0, 100).await?.0.is_empty());
     Ok(())
 }
 
